@@ -1,0 +1,49 @@
+"""e2escan: a research simulator for client-side scanning in E2EE messaging."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from .errors import (
+    AuthenticationError,
+    ConfigError,
+    CryptoError,
+    DecodeError,
+    E2escanError,
+    HashError,
+    ImageError,
+    InvalidPointError,
+    ProtocolError,
+    RelayError,
+    ReplayError,
+    ScenarioError,
+    SecretSharingError,
+    SessionError,
+    TooManySkippedError,
+    VoucherError,
+)
+
+try:
+    __version__ = _version("e2escan")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "__version__",
+    "AuthenticationError",
+    "ConfigError",
+    "CryptoError",
+    "DecodeError",
+    "E2escanError",
+    "HashError",
+    "ImageError",
+    "InvalidPointError",
+    "ProtocolError",
+    "RelayError",
+    "ReplayError",
+    "ScenarioError",
+    "SecretSharingError",
+    "SessionError",
+    "TooManySkippedError",
+    "VoucherError",
+]

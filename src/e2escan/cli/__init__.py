@@ -1,0 +1,49 @@
+"""``e2escan <command>``: a thin layer that parses arguments and calls the library.
+
+Each command lives in its own module with a ``register(subparsers)`` function
+that adds its parser and sets ``func`` (called with the parsed namespace,
+returning an exit code). Add a command by adding a module to ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import E2escanError
+
+# Module names under e2escan.cli, in the order they appear in --help.
+COMMANDS: tuple[str, ...] = (
+    "demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="e2escan",
+        description="Research simulator for client-side scanning in end-to-end encrypted messaging.",
+    )
+    parser.add_argument("--version", action="version", version=f"e2escan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except E2escanError as exc:
+        print(f"e2escan: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("e2escan: interrupted", file=sys.stderr)
+        return 130
