@@ -17,6 +17,9 @@ from ..errors import E2escanError
 
 # Module names under e2escan.cli, in the order they appear in --help.
 COMMANDS: tuple[str, ...] = (
+    "run",
+    "scenarios",
+    "compare",
     "demo",
 )
 
@@ -44,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except E2escanError as exc:
         print(f"e2escan: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # e.g. `e2escan scenarios | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("e2escan: interrupted", file=sys.stderr)
         return 130

@@ -48,7 +48,10 @@ EVENT_KINDS = (
     "voucher",  # a scanning voucher arrived with a message (data: the voucher, ref: message id)
     "deliver",  # a queued message was handed to its recipient (ref: message id)
     "ack",  # the recipient acknowledged (ref: message id); the relay deletes the message
+    "match",  # the match server learnt something from one voucher (data: what it learnt, ref: message id)
+    "reveal",  # the match server decrypted payloads of an account (sender: the account; data: the payloads)
 )
+SERVER_SIDE_KINDS = ("match", "reveal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +262,13 @@ class Relay:
             if cur.rowcount == 0:
                 raise RelayError(f"no queued message {message_id} for {recipient!r}")
             self._log("ack", None, recipient, None, message_id, size=0)
+
+    def record(self, kind: str, account: str | None, data: bytes | None, ref: int | None = None) -> None:
+        """Log what a server-side component (the match server) learnt, in the same view."""
+        if kind not in SERVER_SIDE_KINDS:
+            raise RelayError(f"record(): kind must be one of {', '.join(SERVER_SIDE_KINDS)}, got {kind!r}")
+        with self._transaction():
+            self._log(kind, account, None, None if data is None else bytes(data), ref, size=0 if data is None else None)
 
     def queued(self, recipient: str | None = None) -> int:
         if recipient is None:

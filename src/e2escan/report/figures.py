@@ -1,0 +1,83 @@
+"""Matplotlib figures of a scenario's results folder (PNG and SVG, written atomically)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..results import save_figure  # noqa: E402
+
+
+def _read_accounts(out: Path) -> list[dict[str, str]]:
+    rows = []
+    for path in sorted((out / "runs").glob("rep-*/accounts.csv")):
+        with path.open() as fh:
+            rows.extend(csv.DictReader(fh))
+    return rows
+
+
+def scenario_figures(out: Path, summary: dict[str, Any], summaries: list[dict[str, Any]]) -> list[Path]:
+    written = []
+    title = f"{summary['scenario']}: {summary['protocol']} on {summary['hasher']}"
+    threshold = summary["metrics"].get("threshold")
+
+    # 1. Matching images per account, innocent vs offending, against the threshold.
+    rows = _read_accounts(out)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    innocent = np.array([int(r["matching_images"]) for r in rows if r["offender"] == "False"])
+    offending = np.array([int(r["matching_images"]) for r in rows if r["offender"] == "True"])
+    top = int(max(innocent.max(initial=0), offending.max(initial=0), (threshold or 0))) + 2
+    bins = np.arange(0, top + 1) - 0.5
+    ax.hist([innocent, offending], bins=bins, label=["innocent accounts", "offending accounts"],
+            color=["#4c72b0", "#dd8452"], log=True)
+    if threshold:
+        ax.axvline(threshold - 0.5, color="k", ls="--", lw=1, label=f"threshold t = {threshold}")
+    ax.set_xlabel("images matching the database (per account, whole run)")
+    ax.set_ylabel("accounts")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    written += save_figure(fig, out, "matches_per_account")
+    plt.close(fig)
+
+    # 2. Daily funnel.
+    days = sorted({d["day"] for s in summaries for d in s["daily"]})
+    keys = [("images", "images sent"), ("known_images", "known images sent"), ("new_flags", "accounts flagged"),
+            ("confirmed", "confirmed by review"), ("backlog", "review backlog")]
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    width = 0.8 / len(keys)
+    for k, (key, label) in enumerate(keys):
+        vals = [sum(d[key] for s in summaries for d in s["daily"] if d["day"] == day) for day in days]
+        ax.bar(np.array(days) + (k - len(keys) / 2 + 0.5) * width, np.maximum(vals, 0.8), width, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("day")
+    ax.set_ylabel("count (all replicates)")
+    ax.set_xticks(days)
+    ax.set_title("Daily funnel: " + title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    written += save_figure(fig, out, "daily_funnel")
+    plt.close(fig)
+
+    # 3. Leakage: advantage per ServerView feature against chance.
+    leak = [r for r in summary["metrics"]["leakage"] if r["scope"] != "all accounts"]
+    if leak:
+        fig, ax = plt.subplots(figsize=(6.4, 0.3 * len(leak) + 1.5))
+        names = [f"{r['feature']} ({r['scope']})" for r in leak]
+        y = np.arange(len(leak))
+        ax.barh(y, [r["advantage"] for r in leak], color="#55a868", label="advantage")
+        ax.scatter([r["chance_advantage"] for r in leak], y, color="k", marker="|", s=120, label="chance level")
+        ax.set_yticks(y)
+        ax.set_yticklabels(names, fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("classifier advantage |TPR - FPR| from the ServerView")
+        ax.set_title("What the server can infer about offenders it did not flag", fontsize=10)
+        ax.legend(fontsize=7)
+        written += save_figure(fig, out, "leakage")
+        plt.close(fig)
+    return written

@@ -1,0 +1,194 @@
+"""Metrics of one run: from the run's ground truth, and leakage only from the ServerView.
+
+Ground-truth metrics (error rates, flags, detection, review load) read the
+simulator's records. Leakage metrics read **only** ``relay.view``: per-account
+features an honest-but-curious server can compute from its own log, set
+against the true labels that it does not have.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+import numpy as np
+
+from ..metrics.leakage import estimate
+from ..metrics.rates import proportion
+from .faithful import FaithfulRun
+from .traffic import KNOWN
+
+SECONDS_PER_DAY = 86_400.0
+
+
+def server_features(run: FaithfulRun) -> dict[str, np.ndarray]:
+    """Per-account features computed from the ServerView alone."""
+    ids = run.population.ids
+    index = {name: i for i, name in enumerate(ids)}
+    n = len(ids)
+    f = {k: np.zeros(n) for k in ("messages_sent", "vouchers", "bytes_sent", "blob_uploads", "blob_bytes",
+                                  "match_events", "reveal_events", "night_share")}
+    night = np.zeros(n)
+    for ev in run.relay.view:
+        if ev.sender not in index:
+            continue
+        i = index[ev.sender]
+        if ev.kind == "submit":
+            f["messages_sent"][i] += 1
+            f["bytes_sent"][i] += ev.size
+            hour = (ev.at % SECONDS_PER_DAY) / 3600
+            night[i] += hour < 6
+        elif ev.kind == "voucher":
+            f["vouchers"][i] += 1
+        elif ev.kind == "blob_upload":
+            f["blob_uploads"][i] += 1
+            f["blob_bytes"][i] += ev.size
+        elif ev.kind == "match":
+            f["match_events"][i] += _positive_match(ev.data)
+        elif ev.kind == "reveal":
+            f["reveal_events"][i] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f["night_share"] = np.where(f["messages_sent"] > 0, night / np.maximum(f["messages_sent"], 1), 0.0)
+    return f
+
+
+def _positive_match(data: bytes | None) -> int:
+    """A 'match' event's data is what the server learnt: b'1'/b'True' for a match."""
+    if not data:
+        return 0
+    return int(data.strip() in (b"1", b"True", b"match"))
+
+
+def compute_metrics(run: FaithfulRun) -> dict[str, Any]:
+    pop = run.population
+    n = len(pop)
+    offender = pop.offender
+    imgs = run.images
+    known = np.array([r.kind == KNOWN for r in imgs], dtype=bool)
+    match = np.array([r.oracle_match for r in imgs], dtype=bool)
+    sender = np.array([r.sender for r in imgs], dtype=np.int64)
+
+    per_image = {
+        "images": len(imgs),
+        "known_images": int(known.sum()),
+        "innocent_images": int((~known).sum()),
+        "false_positive": proportion(int((match & ~known).sum()), int((~known).sum())).as_dict(),
+        "false_negative": proportion(int((~match & known).sum()), int(known.sum())).as_dict(),
+    }
+
+    matches_per_account = np.bincount(sender[match], minlength=n)
+    images_per_account = np.bincount(sender, minlength=n)
+    flagged = np.zeros(n, dtype=bool)
+    for acct in run.flags:
+        flagged[acct] = True
+    confirmed = np.zeros(n, dtype=bool)
+    confirm_day = np.full(n, -1)
+    for d in run.decisions:
+        if d.confirmed and not confirmed[d.case.account]:
+            confirmed[d.case.account] = True
+            confirm_day[d.case.account] = d.day
+    first_known_day = np.full(n, -1)
+    for r in imgs:
+        if r.kind == KNOWN and first_known_day[r.sender] < 0:
+            first_known_day[r.sender] = r.day
+
+    innocent = ~offender
+    ttd = [int(confirm_day[i] - first_known_day[i]) for i in np.flatnonzero(offender & confirmed) if first_known_day[i] >= 0]
+    accounts = {
+        "accounts": n,
+        "offenders": int(offender.sum()),
+        "innocent_flagged": proportion(int((flagged & innocent).sum()), int(innocent.sum())).as_dict(),
+        "innocent_falsely_confirmed": proportion(int((confirmed & innocent).sum()), int(innocent.sum())).as_dict(),
+        "offenders_flagged": proportion(int((flagged & offender).sum()), int(offender.sum())).as_dict(),
+        "offenders_detected": proportion(int((confirmed & offender).sum()), int(offender.sum())).as_dict(),
+        "offenders_sending_known": int((offender & (first_known_day >= 0)).sum()),
+        "days_to_detection_mean": float(np.mean(ttd)) if ttd else None,
+        "days_to_detection_median": float(np.median(ttd)) if ttd else None,
+        "mean_images_per_account": float(images_per_account.mean()),
+        "max_matches_innocent_account": int(matches_per_account[innocent].max(initial=0)),
+    }
+    reviewed = len(run.decisions)
+    review = {
+        "cases_reviewed": reviewed,
+        "cases_confirmed": sum(d.confirmed for d in run.decisions),
+        "cases_confirmed_wrongly": sum(d.confirmed and not d.truly_offending for d in run.decisions),
+        "cases_cleared_wrongly": sum((not d.confirmed) and d.truly_offending for d in run.decisions),
+        "backlog_at_end": run.review_backlog,
+        "reviewer_hours": reviewed * run.scenario.review.minutes_per_case / 60.0,
+    }
+    return {
+        "per_image": per_image,
+        "accounts": accounts,
+        "review": review,
+        "leakage": leakage_metrics(run, flagged),
+        "threshold": run.threshold,
+        "database_size": run.database_size,
+        "per_account_rows": _account_rows(run, images_per_account, known, sender, matches_per_account, flagged, confirmed, first_known_day, confirm_day),
+    }
+
+
+def _account_rows(run, images_per_account, known, sender, matches, flagged, confirmed, first_known, confirm_day):
+    known_per = np.bincount(sender[known], minlength=len(run.population))
+    rows = []
+    for i, name in enumerate(run.population.ids):
+        rows.append({
+            "account": name,
+            "offender": bool(run.population.offender[i]),
+            "images": int(images_per_account[i]),
+            "known_images": int(known_per[i]),
+            "matching_images": int(matches[i]),
+            "flagged_day": run.flags.get(i, ""),
+            "confirmed_day": int(confirm_day[i]) if confirmed[i] else "",
+            "first_known_day": int(first_known[i]) if first_known[i] >= 0 else "",
+        })
+    return rows
+
+
+def leakage_metrics(run: FaithfulRun, flagged: np.ndarray) -> list[dict]:
+    """Account-level leakage about offender status, from the ServerView only.
+
+    Scopes: ``all`` accounts, and ``not-flagged`` accounts: what the server
+    learns about the people the protocol is supposed to say nothing about.
+    Image-level: whether a voucher's length tells matching from non-matching.
+    """
+    feats = server_features(run)
+    label = run.population.offender
+    rng = run.leakage_rng
+    out = []
+    for scope, mask in (("all accounts", np.ones_like(label)), ("accounts not flagged", ~flagged)):
+        for name, values in feats.items():
+            out.append(estimate(name, scope, values[mask], label[mask], rng, permutations=100).as_dict())
+    # Image level: voucher length against the true match status, among vouchers the server saw.
+    if run.images:
+        length = np.array([r.voucher_bytes for r in run.images], dtype=float)
+        match = np.array([r.oracle_match for r in run.images], dtype=bool)
+        out.append(estimate("voucher_length", "vouchers (match vs non-match)", length, match, rng, permutations=100).as_dict())
+    return out
+
+
+def deterministic_view(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics that must be identical for the same scenario and seed (everything but timings)."""
+    return {k: v for k, v in metrics.items() if k != "costs"}
+
+
+def cost_metrics(run: FaithfulRun) -> dict[str, Any]:
+    c = run.costs
+    subs = Counter()
+    sizes = defaultdict(int)
+    for ev in run.relay.view:
+        if ev.kind in ("submit", "voucher", "blob_upload"):
+            subs[ev.kind] += 1
+            sizes[ev.kind] += ev.size
+    ms = lambda xs: 1000.0 * float(np.median(xs)) if xs else None  # noqa: E731
+    return {
+        "client_hash_ms_per_image": ms(c.hash_s),
+        "client_voucher_ms_per_image": ms(c.scan_s),
+        "server_ingest_ms_per_voucher": ms(c.ingest_s),
+        "voucher_bytes_mean": float(np.mean(c.voucher_bytes)) if c.voucher_bytes else 0.0,
+        "attachment_bytes_mean": float(np.mean(c.attachment_bytes)) if c.attachment_bytes else 0.0,
+        "envelope_bytes_mean": sizes["submit"] / subs["submit"] if subs["submit"] else 0.0,
+        "blob_bytes_mean": sizes["blob_upload"] / subs["blob_upload"] if subs["blob_upload"] else 0.0,
+        "voucher_bytes_per_message": sizes["voucher"] / subs["submit"] if subs["submit"] else 0.0,
+        "hash_cache_hits": run.hash_cache_hits,
+        "timing_note": "median wall-clock per operation on this machine; not part of the deterministic metrics",
+    }

@@ -1,0 +1,247 @@
+"""Run a scenario: replicates written atomically one by one, then the aggregate results folder.
+
+Layout of a results folder::
+
+    OUT/scenario.toml            the scenario as run (after --seed overrides)
+    OUT/runs/rep-000/            one complete replicate: summary.json, accounts.csv,
+                                 images.csv, daily.csv, leakage.csv, manifest.json
+    OUT/summary.json             metrics pooled over replicates, costs, provenance
+    OUT/metrics.csv daily.csv leakage.csv costs.csv
+    OUT/*.png *.svg              figures
+    OUT/manifest.json
+
+A replicate is written to a temporary directory and renamed when complete, so
+a killed run leaves earlier replicates untouched and ``resume=True`` skips them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import ScenarioError
+from ..metrics.rates import proportion
+from ..results import atomic_write_text, provenance, write_csv, write_json, write_manifest
+from .config import to_dict
+from .faithful import run_faithful
+from .measure import compute_metrics, cost_metrics
+from .scenario import Scenario
+
+
+def scenario_digest(scenario: Scenario) -> str:
+    return hashlib.sha256(json.dumps(to_dict(scenario), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def scenario_to_toml(scenario: Scenario) -> str:
+    """Serialise a scenario back to TOML (round-trips through :meth:`Scenario.from_dict`)."""
+    data = to_dict(scenario)
+    lines = []
+    for k, v in data.items():
+        if not isinstance(v, dict):
+            lines.append(f"{k} = {_toml_value(v)}")
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            continue
+        lines.append(f"\n[{section}]")
+        nested = {}
+        for k, v in table.items():
+            if isinstance(v, dict):
+                nested[k] = v
+            elif isinstance(v, list) and v and isinstance(v[0], dict):
+                nested[k] = v
+            else:
+                lines.append(f"{k} = {_toml_value(v)}")
+        for k, v in nested.items():
+            if isinstance(v, dict):
+                lines.append(f"\n[{section}.{k}]")
+                lines.extend(f"{kk} = {_toml_value(vv)}" for kk, vv in v.items())
+            else:
+                for item in v:
+                    lines.append(f"\n[[{section}.{k}]]")
+                    lines.extend(f"{kk} = {_toml_value(vv)}" for kk, vv in item.items())
+    return "\n".join(lines) + "\n"
+
+
+def run_replicate(scenario: Scenario, replicate: int, out_dir: Path, progress: Callable[[int], None] | None = None,
+                  cache_dir: Any = "default", protocol: Any = None) -> dict[str, Any]:
+    """Simulate one replicate and write its folder atomically; returns its summary."""
+    started = time.perf_counter()
+    run = run_faithful(scenario, replicate, cache_dir=cache_dir, progress=progress, protocol=protocol)
+    metrics = compute_metrics(run)
+    costs = cost_metrics(run)
+    rows = metrics.pop("per_account_rows")
+    final = out_dir / "runs" / f"rep-{replicate:03d}"
+    tmp = out_dir / "runs" / f".rep-{replicate:03d}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    summary = {"replicate": replicate, "metrics": metrics, "costs": costs, "daily": run.daily}
+    write_json(tmp / "summary.json", summary)
+    write_csv(tmp / "accounts.csv", rows)
+    write_csv(tmp / "images.csv", [vars(r) for r in run.images],
+              fieldnames=["uid", "day", "sender", "kind", "transform", "hash_hex", "distance", "oracle_match", "voucher_bytes", "message_id"])
+    write_csv(tmp / "daily.csv", run.daily)
+    write_csv(tmp / "leakage.csv", metrics["leakage"])
+    write_manifest(tmp, command="e2escan run", seed=scenario.seed, config=to_dict(scenario), started=started,
+                   extra={"replicate": replicate, "scenario_digest": scenario_digest(scenario)})
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    run.relay.close()
+    return summary
+
+
+def run_scenario(
+    scenario: Scenario,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress_factory: Callable[[int, str], Any] | None = None,
+    cache_dir: Any = "default",
+    protocol: Any = None,
+) -> dict[str, Any]:
+    """Run every replicate (skipping finished ones when resuming) and write the aggregate folder."""
+    out = Path(out_dir)
+    started = time.perf_counter()
+    digest = scenario_digest(scenario)
+    marker = out / "scenario.toml"
+    if resume and marker.exists():
+        previous = Scenario.from_dict(__import__("tomllib").loads(marker.read_text()))
+        if scenario_digest(previous) != digest:
+            raise ScenarioError(f"{out}: holds results of a different scenario; choose another --out or drop --resume")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, scenario_to_toml(scenario))
+    summaries = []
+    for rep in range(scenario.replicates):
+        done = out / "runs" / f"rep-{rep:03d}" / "summary.json"
+        if resume and done.exists():
+            summaries.append(json.loads(done.read_text()))
+            continue
+        bar = progress_factory(rep, f"replicate {rep + 1}/{scenario.replicates}") if progress_factory else None
+        try:
+            summaries.append(run_replicate(scenario, rep, out, bar.update if bar else None, cache_dir, protocol))
+        finally:
+            if bar:
+                bar.close()
+    summary = aggregate(scenario, summaries)
+    _write_aggregate(out, scenario, summary, summaries, started)
+    return summary
+
+
+def aggregate(scenario: Scenario, summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pool counts over replicates (proportions recomputed from pooled counts)."""
+    def pooled(section: str, key: str) -> dict:
+        k = sum(s["metrics"][section][key]["count"] for s in summaries)
+        n = sum(s["metrics"][section][key]["of"] for s in summaries)
+        return proportion(k, n).as_dict()
+
+    def total(section: str, key: str) -> int | float:
+        return sum(s["metrics"][section][key] for s in summaries)
+
+    m0 = summaries[0]["metrics"]
+    metrics = {
+        "per_image": {
+            "images": total("per_image", "images"),
+            "known_images": total("per_image", "known_images"),
+            "innocent_images": total("per_image", "innocent_images"),
+            "false_positive": pooled("per_image", "false_positive"),
+            "false_negative": pooled("per_image", "false_negative"),
+        },
+        "accounts": {
+            "accounts": total("accounts", "accounts"),
+            "offenders": total("accounts", "offenders"),
+            "innocent_flagged": pooled("accounts", "innocent_flagged"),
+            "innocent_falsely_confirmed": pooled("accounts", "innocent_falsely_confirmed"),
+            "offenders_flagged": pooled("accounts", "offenders_flagged"),
+            "offenders_detected": pooled("accounts", "offenders_detected"),
+            "days_to_detection_mean": _mean([s["metrics"]["accounts"]["days_to_detection_mean"] for s in summaries]),
+            "max_matches_innocent_account": max(s["metrics"]["accounts"]["max_matches_innocent_account"] for s in summaries),
+            "mean_images_per_account": _mean([s["metrics"]["accounts"]["mean_images_per_account"] for s in summaries]),
+        },
+        "review": {k: total("review", k) for k in m0["review"]},
+        "threshold": m0["threshold"],
+        "database_size": m0["database_size"],
+        "leakage": _leakage_summary(summaries),
+    }
+    costs = {k: _mean([s["costs"][k] for s in summaries]) if isinstance(summaries[0]["costs"][k], (int, float)) else summaries[0]["costs"][k]
+             for k in summaries[0]["costs"]}
+    return {
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "seed": scenario.seed,
+        "replicates": len(summaries),
+        "hasher": scenario.hasher.name,
+        "protocol": scenario.protocol.name,
+        "protocol_params": scenario.protocol.params,
+        "metrics": metrics,
+        "costs": costs,
+        **{f"provenance_{k}": v for k, v in provenance().items() if k in ("version", "git_commit")},
+    }
+
+
+def _mean(xs: list) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def _leakage_summary(summaries: list[dict]) -> list[dict]:
+    rows: dict[tuple, list] = {}
+    for s in summaries:
+        for r in s["metrics"]["leakage"]:
+            rows.setdefault((r["feature"], r["scope"]), []).append(r)
+    out = []
+    for (feature, scope), rs in rows.items():
+        out.append({
+            "feature": feature,
+            "scope": scope,
+            "advantage": _mean([r["advantage"] for r in rs]),
+            "chance_advantage": _mean([r["chance_advantage"] for r in rs]),
+            "p_value": max(r["p_value"] for r in rs),
+            "mutual_information_bits": _mean([r["mutual_information_bits"] for r in rs]),
+        })
+    return out
+
+
+def metrics_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """A tidy table of headline metrics: metric, value, count, of, ci_low, ci_high."""
+    m = summary["metrics"]
+    rows = []
+
+    def add(name, entry):
+        if isinstance(entry, dict):
+            rows.append({"metric": name, "value": entry["rate"], "count": entry["count"], "of": entry["of"],
+                         "ci_low": entry["ci_low"], "ci_high": entry["ci_high"]})
+        else:
+            rows.append({"metric": name, "value": entry, "count": "", "of": "", "ci_low": "", "ci_high": ""})
+
+    for section in ("per_image", "accounts", "review"):
+        for key, entry in m[section].items():
+            add(f"{section}.{key}", entry)
+    return rows
+
+
+def _write_aggregate(out: Path, scenario: Scenario, summary: dict, summaries: list[dict], started: float) -> None:
+    from ..report.figures import scenario_figures
+
+    write_json(out / "summary.json", summary)
+    write_csv(out / "metrics.csv", metrics_rows(summary))
+    write_csv(out / "daily.csv", [{"replicate": s["replicate"], **d} for s in summaries for d in s["daily"]])
+    write_csv(out / "leakage.csv", summary["metrics"]["leakage"])
+    write_csv(out / "costs.csv", [{"cost": k, "value": v} for k, v in summary["costs"].items()])
+    scenario_figures(out, summary, summaries)
+    write_manifest(out, command="e2escan run", seed=scenario.seed, config=to_dict(scenario), started=started,
+                   extra={"replicates": len(summaries), "scenario_digest": scenario_digest(scenario)})

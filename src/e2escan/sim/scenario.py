@@ -1,0 +1,185 @@
+"""Scenario files: what one simulated run models, validated at load time.
+
+A scenario is a TOML file (see ``simulator/*.toml``) read into the frozen
+dataclasses below. Unknown keys, wrong types and out-of-range values are
+errors naming the dotted key and the accepted values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ScenarioError
+from .config import from_dict, load_toml, option, set_path, to_dict
+
+SCENARIO_DIR_ENV = "E2ESCAN_SCENARIO_DIR"
+
+
+@dataclass(frozen=True)
+class Population:
+    accounts: int = option(200, doc="number of accounts (one device each)", range=(2, None))
+    offender_share: float = option(0.05, doc="share of accounts that send known images", range=(0.0, 1.0))
+    contact_graph: str = option(
+        "small-world", doc="contact graph model", choices=("small-world", "random", "complete")
+    )
+    mean_contacts: int = option(8, doc="average number of contacts per account", range=(1, None))
+    rewire: float = option(0.1, doc="small-world rewiring probability (Watts-Strogatz)", range=(0.0, 1.0))
+    group_share: float = option(0.1, doc="share of messages sent to a group of contacts", range=(0.0, 1.0))
+    group_size: tuple[int, int] = option((3, 6), doc="smallest and largest group (members besides the sender)", range=(2, None))
+
+    def __post_init__(self) -> None:
+        if self.group_size[0] > self.group_size[1]:
+            raise ScenarioError(f"population.group_size: {list(self.group_size)} must be [smallest, largest]")
+        if self.mean_contacts >= self.accounts:
+            raise ScenarioError(
+                f"population.mean_contacts: {self.mean_contacts} must be below population.accounts ({self.accounts})"
+            )
+
+
+@dataclass(frozen=True)
+class Traffic:
+    messages_per_day: float = option(10.0, doc="messages each account sends per day (the mean)", range=(0.0, None))
+    distribution: str = option(
+        "poisson", doc="messages per account-day: 'poisson' around the mean, or 'fixed' (exactly the mean, rounded)",
+        choices=("poisson", "fixed"),
+    )
+    image_share: float = option(0.3, doc="share of messages that carry an image", range=(0.0, 1.0))
+    forward_share: float = option(
+        0.1, doc="share of innocent images that are forwards of a popular (viral) image", range=(0.0, 1.0)
+    )
+    popular_images: int = option(50, doc="size of the pool of popular innocent images", range=(1, None))
+    popularity_exponent: float = option(1.0, doc="Zipf exponent of popularity within the pool", range=(0.0, None))
+    offender_activity: float = option(
+        1.0, doc="offenders' message rate relative to everybody else's", range=(0.0, None)
+    )
+
+
+@dataclass(frozen=True)
+class TransformWeight:
+    spec: str = option(doc="a transformation chain, e.g. 'jpeg:quality=70|crop:fraction=0.9' ('none' for none)")
+    weight: float = option(1.0, doc="relative weight in the mix", range=(0.0, None))
+
+
+@dataclass(frozen=True)
+class Content:
+    corpus: str = option("synthetic", doc="'synthetic' or a directory of images")
+    image_size: int = option(128, doc="side of synthetic images in pixels", range=(32, 4096))
+    database_size: int = option(100, doc="number of known images whose hashes form the database", range=(1, None))
+    offender_known_share: float = option(
+        0.5, doc="share of an offender's images drawn from the known images", range=(0.0, 1.0)
+    )
+    transforms: tuple[TransformWeight, ...] = option(
+        default_factory=lambda: (TransformWeight("none", 1.0),),
+        doc="transformations applied to an image before it is sent, with weights",
+    )
+    encoding: str = option("jpeg", doc="how attachments are encoded", choices=("jpeg", "png"))
+
+    def __post_init__(self) -> None:
+        if not self.transforms or sum(t.weight for t in self.transforms) <= 0:
+            raise ScenarioError("content.transforms: needs at least one entry with a positive weight")
+
+
+@dataclass(frozen=True)
+class HasherConfig:
+    name: str = option("pdq", doc="perceptual hash (see `e2escan hash-eval --help`)")
+    params: dict[str, Any] = option(default_factory=dict, doc="hasher parameters, e.g. hash_size = 8")
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    name: str = option("tpsi-ad", doc="matching protocol (see `e2escan protocols`)")
+    params: dict[str, Any] = option(default_factory=dict, doc="protocol parameters, e.g. threshold = 30")
+
+
+@dataclass(frozen=True)
+class Review:
+    accuracy: float = option(0.95, doc="probability a reviewer labels a flagged account correctly", range=(0.0, 1.0))
+    capacity_per_day: int = option(50, doc="flagged accounts reviewers can examine per day", range=(0, None))
+    minutes_per_case: float = option(5.0, doc="reviewer minutes per flagged account (for workload)", range=(0.0, None))
+
+
+@dataclass(frozen=True)
+class MessengerConfig:
+    header_encryption: bool = option(False, doc="Double Ratchet header encryption")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str = option(doc="short name, used for the results folder")
+    description: str = option("", doc="what question this scenario answers")
+    seed: int = option(0, doc="root seed of all simulation randomness", range=(0, None))
+    days: int = option(1, doc="simulated days", range=(1, None))
+    replicates: int = option(1, doc="independent runs (seeds derived from the root seed)", range=(1, None))
+    population: Population = option(default_factory=Population)
+    traffic: Traffic = option(default_factory=Traffic)
+    content: Content = option(default_factory=Content)
+    hasher: HasherConfig = option(default_factory=HasherConfig)
+    protocol: ProtocolConfig = option(default_factory=ProtocolConfig)
+    review: Review = option(default_factory=Review)
+    messenger: MessengerConfig = option(default_factory=MessengerConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scenario:
+        return from_dict(cls, data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Scenario:
+        data = load_toml(path)
+        try:
+            return from_dict(cls, data)
+        except ScenarioError as exc:
+            raise ScenarioError(f"{path}: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def with_overrides(self, **dotted: Any) -> Scenario:
+        """A copy with dotted keys replaced, e.g. ``{"protocol.params.threshold": 10}``, validated again."""
+        data = self.to_dict()
+        for key, value in dotted.items():
+            data = set_path(data, key, value)
+        return Scenario.from_dict(data)
+
+
+def shipped_scenarios_dir() -> Path:
+    """The repository's ``simulator/`` folder (the package is installed from a source checkout)."""
+    import os
+
+    env = os.environ.get(SCENARIO_DIR_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "simulator"
+
+
+def resolve_scenario(name_or_path: str | None) -> Path:
+    """A path as given, or the name of a shipped scenario (``quickstart`` -> simulator/quickstart.toml)."""
+    if name_or_path is None:
+        name_or_path = "quickstart"
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.exists():
+        return path
+    shipped = shipped_scenarios_dir() / (path.stem + ".toml")
+    if shipped.exists():
+        return shipped
+    if path.exists():
+        return path
+    available = ", ".join(sorted(p.stem for p in shipped_scenarios_dir().glob("*.toml"))) or "none found"
+    raise ScenarioError(f"scenario {name_or_path!r}: no such file and no shipped scenario of that name ({available})")
+
+
+def describe(cls: type = Scenario, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, doc) for every scenario field: the reference table in the docs."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
+        if dataclasses.is_dataclass(default) and not isinstance(default, type):
+            rows.extend(describe(type(default), key + "."))
+        else:
+            shown = default if default == "(required)" else repr(to_dict(default))
+            rows.append((key, shown, f.metadata.get("doc", "")))
+    return rows

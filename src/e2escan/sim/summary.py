@@ -1,0 +1,132 @@
+"""The readable end-of-run table, and the comparison of two results folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import ScenarioError
+from ..report import format_table
+
+
+def _rate(entry: dict) -> str:
+    return f"{entry['count']:,} of {entry['of']:,}"
+
+
+def _ci(entry: dict) -> str:
+    if entry["of"] == 0:
+        return "-"
+    return f"{entry['rate']:.3g}  [{entry['ci_low']:.3g}, {entry['ci_high']:.3g}]"
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    m = summary["metrics"]
+    pi, ac, rv, c = m["per_image"], m["accounts"], m["review"], summary["costs"]
+    params = ", ".join(f"{k}={v}" for k, v in summary["protocol_params"].items()) or "defaults"
+    head = (f"{summary['scenario']}: protocol {summary['protocol']} ({params}), hasher {summary['hasher']}, "
+            f"{ac['accounts']:,} accounts, seed {summary['seed']}, {summary['replicates']} replicate(s)")
+    rows = [
+        ("images sent", f"{pi['images']:,}", f"{pi['known_images']:,} known, {pi['innocent_images']:,} innocent"),
+        ("per-image false-positive rate", _rate(pi["false_positive"]), _ci(pi["false_positive"])),
+        ("per-image false-negative rate", _rate(pi["false_negative"]), _ci(pi["false_negative"])),
+        ("innocent accounts flagged", _rate(ac["innocent_flagged"]), _ci(ac["innocent_flagged"])),
+        ("innocent accounts wrongly confirmed", _rate(ac["innocent_falsely_confirmed"]), _ci(ac["innocent_falsely_confirmed"])),
+        ("offenders flagged", _rate(ac["offenders_flagged"]), _ci(ac["offenders_flagged"])),
+        ("offenders detected (confirmed)", _rate(ac["offenders_detected"]), _ci(ac["offenders_detected"])),
+        ("days to detection (mean)", "-" if ac["days_to_detection_mean"] is None else f"{ac['days_to_detection_mean']:.2f}", ""),
+        ("review cases / reviewer hours", f"{rv['cases_reviewed']:,}", f"{rv['reviewer_hours']:.1f} h, backlog {rv['backlog_at_end']:,}"),
+    ]
+    leak = [r for r in m["leakage"] if r["scope"] == "accounts not flagged"]
+    if leak:
+        top = max(leak, key=lambda r: r["advantage"] - r["chance_advantage"])
+        rows.append(("leakage on unflagged accounts", f"{top['advantage']:.3f}",
+                     f"best ServerView feature: {top['feature']} (chance {top['chance_advantage']:.3f}, p={top['p_value']:.2g})"))
+    vl = [r for r in m["leakage"] if r["feature"] == "voucher_length"]
+    if vl:
+        rows.append(("voucher length: match vs non-match", f"{vl[0]['advantage']:.3f}", "advantage (0 = indistinguishable)"))
+    fmt = lambda v, unit: "-" if v is None else f"{v:.3g} {unit}"  # noqa: E731
+    rows += [
+        ("client cost per image", fmt(c["client_hash_ms_per_image"], "ms hash"), fmt(c["client_voucher_ms_per_image"], "ms voucher")),
+        ("server cost per voucher", fmt(c["server_ingest_ms_per_voucher"], "ms"), ""),
+        ("bytes per message", f"{c['envelope_bytes_mean']:.0f} B envelope", f"+{c['voucher_bytes_per_message']:.0f} B voucher, {c['blob_bytes_mean']:.0f} B per attachment"),
+    ]
+    return format_table(rows, ["measure", "value", "detail (95% Wilson CI)"], head)
+
+
+COMPARED = [
+    ("per_image", "false_positive"),
+    ("per_image", "false_negative"),
+    ("accounts", "innocent_flagged"),
+    ("accounts", "innocent_falsely_confirmed"),
+    ("accounts", "offenders_flagged"),
+    ("accounts", "offenders_detected"),
+]
+
+
+def load_summary(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / "summary.json"
+    if not path.exists():
+        raise ScenarioError(f"{folder}: no summary.json (not an `e2escan run` results folder, or the run did not finish)")
+    return json.loads(path.read_text())
+
+
+def compare(dir_a: str | Path, dir_b: str | Path, out: str | Path | None = None) -> tuple[str, list[dict]]:
+    """A table of headline metrics side by side, with the difference and whether the CIs overlap."""
+    a, b = load_summary(dir_a), load_summary(dir_b)
+    rows = []
+    for section, key in COMPARED:
+        ea, eb = a["metrics"][section][key], b["metrics"][section][key]
+        overlap = not (ea["ci_high"] < eb["ci_low"] or eb["ci_high"] < ea["ci_low"])
+        rows.append({"metric": f"{section}.{key}", "a": ea["rate"], "a_ci_low": ea["ci_low"], "a_ci_high": ea["ci_high"],
+                     "b": eb["rate"], "b_ci_low": eb["ci_low"], "b_ci_high": eb["ci_high"],
+                     "difference": eb["rate"] - ea["rate"], "cis_overlap": overlap})
+    for section, key in (("review", "reviewer_hours"), ("review", "cases_reviewed")):
+        va, vb = a["metrics"][section][key], b["metrics"][section][key]
+        rows.append({"metric": f"{section}.{key}", "a": va, "b": vb, "difference": vb - va})
+    for key in ("client_voucher_ms_per_image", "server_ingest_ms_per_voucher", "voucher_bytes_per_message"):
+        va, vb = a["costs"].get(key), b["costs"].get(key)
+        if va is not None and vb is not None:
+            rows.append({"metric": f"costs.{key}", "a": va, "b": vb, "difference": vb - va})
+
+    def cell(v):
+        return "-" if v is None or v == "" else (f"{v:.4g}" if isinstance(v, float) else str(v))
+
+    table = format_table(
+        [(r["metric"], cell(r["a"]), cell(r["b"]), cell(r["difference"]),
+          "" if "cis_overlap" not in r else ("overlap" if r["cis_overlap"] else "DIFFERENT")) for r in rows],
+        ["metric", "A", "B", "B - A", "95% CIs"],
+        f"A = {dir_a} ({a['scenario']}, {a['protocol']} {a['protocol_params']})\nB = {dir_b} ({b['scenario']}, {b['protocol']} {b['protocol_params']})",
+    )
+    if out is not None:
+        _compare_figure(rows, Path(out), str(dir_a), str(dir_b))
+    return table, rows
+
+
+def _compare_figure(rows: list[dict], out: Path, label_a: str, label_b: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ..results import save_figure, write_csv
+
+    rate_rows = [r for r in rows if "cis_overlap" in r]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    y = np.arange(len(rate_rows))
+    for off, side, colour, label in ((-0.15, "a", "#4c72b0", label_a), (0.15, "b", "#dd8452", label_b)):
+        vals = np.array([r[side] for r in rate_rows], dtype=float)
+        lo = np.array([r[f"{side}_ci_low"] for r in rate_rows], dtype=float)
+        hi = np.array([r[f"{side}_ci_high"] for r in rate_rows], dtype=float)
+        ax.errorbar(vals, y + off, xerr=[np.maximum(vals - lo, 0), np.maximum(hi - vals, 0)], fmt="o",
+                    color=colour, label=label, capsize=3)
+    ax.set_yticks(y)
+    ax.set_yticklabels([r["metric"] for r in rate_rows], fontsize=7)
+    ax.set_xscale("symlog", linthresh=1e-3)
+    ax.set_xlabel("rate (95% Wilson CI)")
+    ax.legend(fontsize=7)
+    out.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, out, "compare")
+    plt.close(fig)
+    write_csv(out / "compare.csv", rows, fieldnames=["metric", "a", "a_ci_low", "a_ci_high", "b", "b_ci_low", "b_ci_high", "difference", "cis_overlap"])

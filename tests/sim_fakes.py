@@ -1,0 +1,68 @@
+"""A transparent matching protocol for simulator tests: the hash travels in the clear.
+
+It follows the protocol interface exactly, so the simulator cannot tell it
+from a registered protocol; its behaviour is simple enough to compute expected
+metrics by hand.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from e2escan.hashing import HashArray, PerceptualHash
+
+
+@dataclass(frozen=True)
+class Params:
+    threshold: int = 2
+    radius: int = 0
+
+
+@dataclass(frozen=True)
+class Reveal:
+    account: str
+    matches: tuple[bytes, ...]
+    over_threshold: bool
+
+
+class Server:
+    def __init__(self, database: HashArray, params: Params) -> None:
+        self.db = database
+        self.params = params
+        self.matched: dict[str, list[bytes]] = {}
+
+    def ingest(self, account: str, voucher: bytes) -> bytes:
+        bits, = struct.unpack(">H", voucher[:2])
+        h = PerceptualHash(bits, voucher[2 : 2 + bits // 8])
+        payload = voucher[2 + bits // 8 :]
+        hit = int(self.db.distances_to(h).min()) <= self.params.radius
+        if hit:
+            self.matched.setdefault(account, []).append(payload)
+        return b"1" if hit else b"0"
+
+    def reveal(self, account: str) -> Reveal:
+        m = self.matched.get(account, [])
+        over = len(m) >= self.params.threshold
+        return Reveal(account, tuple(m) if over else (), over)
+
+
+class Client:
+    def scan(self, h: PerceptualHash, payload: bytes = b"") -> bytes:
+        return struct.pack(">H", h.bits) + h.data + payload
+
+
+def server_setup(database: HashArray, params: Params):
+    return Server(database, params), b""
+
+
+def client(public: bytes, params: Params) -> Client:
+    return Client()
+
+
+def plaintext_matcher(database: HashArray, params: Params):
+    def match(h: PerceptualHash) -> tuple[bool, int]:
+        d = int(database.distances_to(h).min())
+        return d <= params.radius, d
+
+    return match

@@ -1,0 +1,167 @@
+"""Hashers equal their reference libraries bit for bit, in both packing directions."""
+
+from __future__ import annotations
+
+import imagehash
+import numpy as np
+import pdqhash
+import pytest
+from PIL import Image, ImageDraw
+
+from e2escan.errors import ConfigError, HashError
+from e2escan.hashing import (
+    HASHERS,
+    HashArray,
+    PdqHasher,
+    PerceptualHash,
+    get_hasher,
+    hash_many,
+    parse_hasher_specs,
+)
+
+
+def _images() -> list[Image.Image]:
+    rng = np.random.default_rng(7)
+    out = []
+    y, x = np.mgrid[0:120, 0:160]
+    out.append(Image.fromarray(np.dstack([x * 255 // 159, y * 255 // 119, (x + y) % 256]).astype(np.uint8)))
+    out.append(Image.fromarray(rng.integers(0, 256, (97, 131, 3), dtype=np.uint8)))
+    canvas = Image.new("RGB", (200, 150), (30, 60, 90))
+    draw = ImageDraw.Draw(canvas)
+    draw.ellipse((20, 30, 120, 140), fill=(250, 200, 10))
+    draw.rectangle((110, 10, 190, 70), fill=(10, 220, 120))
+    out.append(canvas)
+    out.append(Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8), mode="L"))
+    out.append(canvas.convert("RGBA"))
+    out.append(canvas.convert("P"))
+    out.append(Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)))
+    return out
+
+
+IMAGES = _images()
+
+IMAGEHASH_CASES = [
+    ("ahash", {"hash_size": 8}, lambda im: imagehash.average_hash(im, hash_size=8)),
+    ("ahash", {"hash_size": 16}, lambda im: imagehash.average_hash(im, hash_size=16)),
+    ("dhash", {}, lambda im: imagehash.dhash(im)),
+    ("dhash", {"hash_size": 12}, lambda im: imagehash.dhash(im, hash_size=12)),
+    ("phash", {}, lambda im: imagehash.phash(im)),
+    ("phash", {"hash_size": 16, "highfreq_factor": 2}, lambda im: imagehash.phash(im, 16, 2)),
+    ("whash", {}, lambda im: imagehash.whash(im)),
+    ("whash", {"hash_size": 16, "remove_max_haar_ll": False}, lambda im: imagehash.whash(im, 16, remove_max_haar_ll=False)),
+]
+
+
+@pytest.mark.parametrize(("name", "params", "reference"), IMAGEHASH_CASES)
+def test_imagehash_hashers_equal_library(name, params, reference):
+    hasher = get_hasher(name, **params)
+    for image in IMAGES:
+        ours = hasher.hash(image)
+        ref = reference(image)
+        assert ours.bits == ref.hash.size == hasher.bits
+        # ours -> imagehash: unpacked bits are ImageHash.hash flattened row-major.
+        np.testing.assert_array_equal(ours.to_bits().astype(bool), ref.hash.flatten())
+        np.testing.assert_array_equal(ours.to_bits().reshape(ref.hash.shape).astype(bool), ref.hash)
+        # imagehash -> ours: imagehash's hex string parses to the same hash.
+        assert ours.hex == str(ref)
+        assert PerceptualHash.from_hex(str(ref)) == ours
+        assert imagehash.hex_to_hash(ours.hex) == ref
+        # Distances agree with imagehash's own subtraction.
+        other = hasher.hash(IMAGES[1])
+        assert ours.distance(other) == ref - reference(IMAGES[1])
+
+
+def _threatexchange_hex(vector: np.ndarray) -> str:
+    """PDQ's Hash256 hex format, rebuilt from pdqhash's vector (element j is bit 255 - j)."""
+    bit = {255 - j: int(v) for j, v in enumerate(vector)}
+    words = [sum(bit[16 * i + b] << b for b in range(16)) for i in range(16)]
+    return "".join(f"{words[i]:04x}" for i in range(15, -1, -1))
+
+
+def test_pdq_equals_library_and_threatexchange_format():
+    hasher = PdqHasher()
+    for image in IMAGES:
+        ours, quality = hasher.hash_with_quality(image)
+        vector, ref_quality = pdqhash.compute(np.asarray(image.convert("RGB")))
+        assert quality == ref_quality and 0 <= quality <= 100
+        assert ours.bits == 256
+        np.testing.assert_array_equal(ours.to_bits(), vector)  # ours -> pdqhash
+        assert PerceptualHash.from_bits(vector) == ours  # pdqhash -> ours
+        assert ours.hex == _threatexchange_hex(vector)
+        assert hasher.hash(image) == ours
+
+
+def test_hashers_accept_arrays_and_wrapped_images():
+    image = IMAGES[0]
+
+    class Wrapped:
+        def __init__(self, im):
+            self.image = im
+
+    for name in HASHERS:
+        hasher = get_hasher(name)
+        expected = hasher.hash(image)
+        assert hasher.hash(np.asarray(image)) == expected
+        assert hasher.hash(Wrapped(image)) == expected
+    with pytest.raises(HashError, match="float64"):
+        get_hasher("ahash").hash(np.zeros((4, 4)))
+    with pytest.raises(HashError, match="str"):
+        get_hasher("ahash").hash("not an image")
+
+
+def test_registry_and_parameter_errors():
+    assert set(HASHERS) >= {"ahash", "dhash", "phash", "whash", "pdq"}
+    with pytest.raises(ConfigError, match="unknown hasher 'md5'.*ahash"):
+        get_hasher("md5")
+    with pytest.raises(ConfigError, match="no parameter 'size'.*hash_size"):
+        get_hasher("phash", size=16)
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        get_hasher("ahash", hash_size=6)
+    with pytest.raises(ConfigError, match="power of two"):
+        get_hasher("whash", hash_size=12)
+    with pytest.raises(ConfigError, match="no parameter 'mode'"):
+        get_hasher("whash", mode="db4")
+    with pytest.raises(ConfigError, match="accepted: \\(none\\)"):
+        get_hasher("pdq", hash_size=8)
+
+
+def test_parse_hasher_specs():
+    hashers = parse_hasher_specs("phash:hash_size=16,highfreq_factor=2,pdq, ahash")
+    assert [h.spec for h in hashers] == ["phash:hash_size=16,highfreq_factor=2", "pdq", "ahash"]
+    assert hashers[0].bits == 256
+    for h in hashers:
+        assert parse_hasher_specs(h.spec) == [h]
+        assert get_hasher(h.name, **h.params()) == h
+    for bad, match in [
+        ("", "empty item"),
+        ("ahash,,pdq", "empty item"),
+        ("hash_size=8", "before any hasher"),
+        ("phash:16", "not key=value"),
+        ("pdq,pdq", "more than once"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            parse_hasher_specs(bad)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_hash_many_matches_single_hashes_in_order(workers, tmp_path):
+    hasher = get_hasher("dhash")
+    images = IMAGES * 3
+    expected = HashArray.from_hashes([hasher.hash(im) for im in images])
+    got = hash_many(hasher, iter(images), workers=workers, chunksize=2)
+    assert got == expected
+    paths = []
+    for i, im in enumerate(IMAGES[:3]):
+        paths.append(tmp_path / f"{i}.png")
+        im.save(paths[-1])
+    from_paths = hash_many(hasher, (str(p) for p in paths), workers=workers, chunksize=1)
+    assert from_paths == HashArray.from_hashes([hasher.hash(Image.open(p)) for p in paths])
+
+
+def test_hash_many_empty_and_bad_arguments():
+    empty = hash_many(get_hasher("pdq"), [])
+    assert len(empty) == 0 and empty.bits == 256
+    with pytest.raises(ConfigError, match="workers"):
+        hash_many(get_hasher("pdq"), [], workers=0)
+    with pytest.raises(ConfigError, match="chunksize"):
+        hash_many(get_hasher("pdq"), [], chunksize=0)

@@ -1,0 +1,179 @@
+"""The simulator: scenario validation, determinism, hand-checkable scenarios, metrics vs the event log."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from e2escan.errors import ScenarioError
+from e2escan.sim.faithful import payload_uid, run_faithful
+from e2escan.sim.measure import compute_metrics, server_features
+from e2escan.sim.population import build_population
+from e2escan.sim.runner import run_scenario, scenario_to_toml
+from e2escan.sim.scenario import Population, Scenario, shipped_scenarios_dir
+from e2escan.sim.summary import compare
+
+sys.path.insert(0, str(Path(__file__).parent))
+import sim_fakes  # noqa: E402
+
+TINY = {
+    "name": "tiny",
+    "days": 2,
+    "population": {"accounts": 10, "offender_share": 0.1, "mean_contacts": 3, "group_share": 0.0},
+    "traffic": {"messages_per_day": 3, "distribution": "fixed", "image_share": 1.0, "forward_share": 0.0},
+    "content": {"database_size": 5, "image_size": 64, "encoding": "png", "offender_known_share": 1.0},
+    "protocol": {"name": "fake", "params": {"threshold": 3}},
+    "review": {"accuracy": 1.0, "capacity_per_day": 10},
+}
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"populaton": {}}, "unknown key 'populaton'; allowed keys: "),
+        ({"population": {"accounts": "10"}}, "population.accounts: expected an integer, got str"),
+        ({"population": {"offender_share": 1.5}}, "population.offender_share: 1.5 is out of range; it must be between 0.0 and 1.0"),
+        ({"population": {"contact_graph": "star"}}, "population.contact_graph: 'star' is not allowed; choose one of"),
+        ({"traffic": {"image_share": -0.1}}, "traffic.image_share: -0.1 is out of range"),
+        ({"traffic": {"bursty": True}}, "unknown key 'traffic.bursty'"),
+        ({"content": {"transforms": [{"spec": "jpeg", "wieght": 1}]}}, "unknown key 'content.transforms[0].wieght'"),
+        ({"content": {"transforms": []}}, "content.transforms: needs at least one entry"),
+        ({"days": 0}, "days: 0 is out of range; it must be at least 1"),
+        ({"population": {"group_size": [5, 3]}}, "population.group_size: [5, 3] must be [smallest, largest]"),
+        ({"messenger": {"header_encryption": "yes"}}, "messenger.header_encryption: expected true or false"),
+    ],
+)
+def test_scenario_validation_names_the_key(patch, message):
+    data = json.loads(json.dumps(TINY))
+    for k, v in patch.items():
+        if isinstance(v, dict) and isinstance(data.get(k), dict) and v:
+            data[k].update(v)
+        else:
+            data[k] = v
+    with pytest.raises(ScenarioError) as info:
+        Scenario.from_dict(data)
+    assert message in str(info.value)
+
+
+def test_missing_name_and_bad_file(tmp_path):
+    with pytest.raises(ScenarioError, match="name: required key is missing"):
+        Scenario.from_dict({})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = 'x'\n[population\n")
+    with pytest.raises(ScenarioError, match="bad.toml: not valid TOML"):
+        Scenario.load(bad)
+
+
+def test_every_shipped_scenario_loads_and_round_trips():
+    paths = sorted(shipped_scenarios_dir().glob("*.toml"))
+    assert {p.stem for p in paths} >= {"quickstart", "apple-2021", "plaintext-baseline"}
+    for path in paths:
+        s = Scenario.load(path)
+        import tomllib
+
+        assert Scenario.from_dict(tomllib.loads(scenario_to_toml(s))) == s, path
+
+
+def test_population_offender_count_and_graph():
+    pop = build_population(Population(accounts=100, offender_share=0.07, mean_contacts=6), np.random.default_rng(1))
+    assert pop.offender.sum() == 7
+    for i, nb in enumerate(pop.contacts):
+        assert nb.size >= 1 and i not in nb
+        for j in nb:
+            assert i in pop.contacts[j]  # undirected
+    degrees = np.array([nb.size for nb in pop.contacts])
+    assert 4 <= degrees.mean() <= 8
+
+
+def test_tiny_scenario_known_answers():
+    s = Scenario.from_dict(TINY)
+    run = run_faithful(s, protocol=sim_fakes, cache_dir=None)
+    m = compute_metrics(run)
+    offender = int(np.flatnonzero(run.population.offender)[0])
+    # 10 accounts x 3 messages x 2 days, every message carries one image.
+    assert m["per_image"]["images"] == 60
+    # The offender sends only known images, unmodified (PNG is lossless): exactly 3 matches a day.
+    assert m["per_image"]["known_images"] == 6
+    assert m["per_image"]["false_negative"]["count"] == 0
+    assert m["per_image"]["false_positive"]["count"] == 0
+    assert run.flags == {offender: 0}  # t = 3 reached on day 0
+    assert m["accounts"]["offenders_detected"]["count"] == 1
+    assert m["accounts"]["innocent_flagged"]["count"] == 0
+    assert m["accounts"]["days_to_detection_mean"] == 0
+    # The server revealed exactly the offender's first three known images on day 0, then the next three.
+    assert sorted(run.revealed[offender]) == sorted(r.uid for r in run.images if r.sender == offender)
+
+
+def test_threshold_minus_one_flags_nobody():
+    data = json.loads(json.dumps(TINY))
+    data["protocol"]["params"]["threshold"] = 7  # the offender sends 6 known images in total
+    run = run_faithful(Scenario.from_dict(data), protocol=sim_fakes, cache_dir=None)
+    assert run.flags == {}
+    assert compute_metrics(run)["accounts"]["offenders_flagged"]["count"] == 0
+
+
+def test_metrics_agree_with_direct_computation_from_event_log():
+    data = json.loads(json.dumps(TINY))
+    data["traffic"].update({"distribution": "poisson", "image_share": 0.5, "forward_share": 0.3})
+    data["population"].update({"accounts": 30, "group_share": 0.3})
+    run = run_faithful(Scenario.from_dict(data), protocol=sim_fakes, cache_dir=None)
+    feats = server_features(run)
+    # Direct, independent count over the raw view.
+    index = {n: i for i, n in enumerate(run.population.ids)}
+    vouchers = np.zeros(len(index))
+    submits = np.zeros(len(index))
+    for ev in run.relay.view:
+        if ev.kind == "voucher":
+            vouchers[index[ev.sender]] += 1
+        if ev.kind == "submit":
+            submits[index[ev.sender]] += 1
+    assert np.array_equal(feats["vouchers"], vouchers)
+    assert np.array_equal(feats["messages_sent"], submits)
+    # One voucher per image, whatever the number of recipients.
+    assert vouchers.sum() == len(run.images)
+    # Revealed payloads in the view name exactly the images the ground truth says matched, for flagged accounts.
+    revealed_in_view = set()
+    for ev in run.relay.view.events("reveal"):
+        for k in range(0, len(ev.data), 1024):
+            revealed_in_view.add(payload_uid(ev.data[k : k + 1024]))
+    truth = {r.uid for r in run.images if r.oracle_match and r.sender in run.flags}
+    assert revealed_in_view == truth
+
+
+def test_same_seed_same_metrics_different_seed_different(tmp_path):
+    data = json.loads(json.dumps(TINY))
+    data["traffic"].update({"distribution": "poisson", "image_share": 0.6})
+    s = Scenario.from_dict(data)
+    a = run_scenario(s, tmp_path / "a", protocol=sim_fakes, cache_dir=None)
+    b = run_scenario(s, tmp_path / "b", protocol=sim_fakes, cache_dir=None)
+    c = run_scenario(s.with_overrides(seed=99), tmp_path / "c", protocol=sim_fakes, cache_dir=None)
+    assert a["metrics"] == b["metrics"]
+    assert a["metrics"] != c["metrics"]
+    for name in ("summary.json", "metrics.csv", "daily.csv", "leakage.csv", "costs.csv", "manifest.json",
+                 "matches_per_account.png", "matches_per_account.svg", "daily_funnel.png", "leakage.svg"):
+        assert (tmp_path / "a" / name).exists(), name
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and manifest["version"] and manifest["git_commit"]
+    table, rows = compare(tmp_path / "a", tmp_path / "c", tmp_path / "cmp")
+    assert "offenders_detected" in table and (tmp_path / "cmp" / "compare.png").exists()
+
+
+def test_resume_keeps_finished_replicates(tmp_path):
+    data = json.loads(json.dumps(TINY))
+    data["replicates"] = 2
+    s = Scenario.from_dict(data)
+    run_scenario(s, tmp_path / "r", protocol=sim_fakes, cache_dir=None)
+    rep0 = tmp_path / "r" / "runs" / "rep-000" / "summary.json"
+    before = rep0.stat().st_mtime_ns
+    shutil.rmtree(tmp_path / "r" / "runs" / "rep-001")  # as if killed during replicate 1
+    (tmp_path / "r" / "runs" / ".rep-001.tmp").mkdir()  # a half-written replicate
+    summary = run_scenario(s, tmp_path / "r", resume=True, protocol=sim_fakes, cache_dir=None)
+    assert rep0.stat().st_mtime_ns == before
+    assert (tmp_path / "r" / "runs" / "rep-001" / "summary.json").exists()
+    assert not (tmp_path / "r" / "runs" / ".rep-001.tmp").exists()
+    assert summary["replicates"] == 2
+    with pytest.raises(ScenarioError, match="different scenario"):
+        run_scenario(s.with_overrides(days=3), tmp_path / "r", resume=True, protocol=sim_fakes, cache_dir=None)
