@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "scenarios",
     "compare",
+    "calibrate",
     "demo",
 )
 

@@ -15,12 +15,18 @@ import numpy as np  # noqa: E402
 from ..results import save_figure  # noqa: E402
 
 
-def _read_accounts(out: Path) -> list[dict[str, str]]:
-    rows = []
-    for path in sorted((out / "runs").glob("rep-*/accounts.csv")):
+def _read_histogram(out: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Accounts per number of matching images, summed over replicates: (innocent, offending)."""
+    inn: dict[int, int] = {}
+    off: dict[int, int] = {}
+    for path in sorted((out / "runs").glob("rep-*/match_histogram.csv")):
         with path.open() as fh:
-            rows.extend(csv.DictReader(fh))
-    return rows
+            for r in csv.DictReader(fh):
+                k = int(r["matching_images"])
+                inn[k] = inn.get(k, 0) + int(r["innocent_accounts"])
+                off[k] = off.get(k, 0) + int(r["offending_accounts"])
+    top = max(list(inn) + list(off) + [0]) + 1
+    return (np.array([inn.get(k, 0) for k in range(top)]), np.array([off.get(k, 0) for k in range(top)]))
 
 
 def scenario_figures(out: Path, summary: dict[str, Any], summaries: list[dict[str, Any]]) -> list[Path]:
@@ -29,14 +35,11 @@ def scenario_figures(out: Path, summary: dict[str, Any], summaries: list[dict[st
     threshold = summary["metrics"].get("threshold")
 
     # 1. Matching images per account, innocent vs offending, against the threshold.
-    rows = _read_accounts(out)
+    inn, off = _read_histogram(out)
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    innocent = np.array([int(r["matching_images"]) for r in rows if r["offender"] == "False"])
-    offending = np.array([int(r["matching_images"]) for r in rows if r["offender"] == "True"])
-    top = int(max(innocent.max(initial=0), offending.max(initial=0), (threshold or 0))) + 2
-    bins = np.arange(0, top + 1) - 0.5
-    ax.hist([innocent, offending], bins=bins, label=["innocent accounts", "offending accounts"],
-            color=["#4c72b0", "#dd8452"], log=True)
+    k = np.arange(inn.size)
+    ax.bar(k - 0.2, np.where(inn > 0, inn, np.nan), 0.4, label="innocent accounts", color="#4c72b0", log=True)
+    ax.bar(k + 0.2, np.where(off > 0, off, np.nan), 0.4, label="offending accounts", color="#dd8452", log=True)
     if threshold:
         ax.axvline(threshold - 0.5, color="k", ls="--", lw=1, label=f"threshold t = {threshold}")
     ax.set_xlabel("images matching the database (per account, whole run)")
@@ -50,6 +53,7 @@ def scenario_figures(out: Path, summary: dict[str, Any], summaries: list[dict[st
     days = sorted({d["day"] for s in summaries for d in s["daily"]})
     keys = [("images", "images sent"), ("known_images", "known images sent"), ("new_flags", "accounts flagged"),
             ("confirmed", "confirmed by review"), ("backlog", "review backlog")]
+    keys = [(k, label) for k, label in keys if all(k in d for s in summaries for d in s["daily"])]
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     width = 0.8 / len(keys)
     for k, (key, label) in enumerate(keys):

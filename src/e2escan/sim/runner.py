@@ -51,7 +51,7 @@ def scenario_to_toml(scenario: Scenario) -> str:
     data = to_dict(scenario)
     lines = []
     for k, v in data.items():
-        if not isinstance(v, dict):
+        if not isinstance(v, dict) and v is not None:
             lines.append(f"{k} = {_toml_value(v)}")
     for section, table in data.items():
         if not isinstance(table, dict):
@@ -63,6 +63,8 @@ def scenario_to_toml(scenario: Scenario) -> str:
                 nested[k] = v
             elif isinstance(v, list) and v and isinstance(v[0], dict):
                 nested[k] = v
+            elif v is None:
+                continue  # TOML has no null: an omitted key takes its default (None)
             else:
                 lines.append(f"{k} = {_toml_value(v)}")
         for k, v in nested.items():
@@ -76,32 +78,57 @@ def scenario_to_toml(scenario: Scenario) -> str:
     return "\n".join(lines) + "\n"
 
 
+def match_histogram(rows: list[dict[str, Any]]) -> list[dict[str, int]]:
+    """Accounts by number of matching images, innocent and offending (faithful path rows)."""
+    top = max((r["matching_images"] for r in rows), default=0) + 1
+    inn = [0] * top
+    off = [0] * top
+    for r in rows:
+        (off if r["offender"] else inn)[r["matching_images"]] += 1
+    return [{"matching_images": k, "innocent_accounts": inn[k], "offending_accounts": off[k]} for k in range(top)]
+
+
 def run_replicate(scenario: Scenario, replicate: int, out_dir: Path, progress: Callable[[int], None] | None = None,
                   cache_dir: Any = "default", protocol: Any = None) -> dict[str, Any]:
     """Simulate one replicate and write its folder atomically; returns its summary."""
     started = time.perf_counter()
-    run = run_faithful(scenario, replicate, cache_dir=cache_dir, progress=progress, protocol=protocol)
-    metrics = compute_metrics(run)
-    costs = cost_metrics(run)
-    rows = metrics.pop("per_account_rows")
-    final = out_dir / "runs" / f"rep-{replicate:03d}"
     tmp = out_dir / "runs" / f".rep-{replicate:03d}.tmp"
+    final = out_dir / "runs" / f"rep-{replicate:03d}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    summary = {"replicate": replicate, "metrics": metrics, "costs": costs, "daily": run.daily}
+    if scenario.engine == "statistical":
+        from .statistical import run_statistical
+
+        result = run_statistical(scenario, replicate, progress)
+        metrics, costs, daily, histogram = result["metrics"], result["costs"], result["daily"], result["histogram"]
+        relay = None
+    else:
+        run = run_faithful(scenario, replicate, cache_dir=cache_dir, progress=progress, protocol=protocol)
+        metrics = compute_metrics(run)
+        costs = cost_metrics(run)
+        rows = metrics.pop("per_account_rows")
+        daily = run.daily
+        histogram = match_histogram(rows)
+        relay = run.relay
+        write_csv(tmp / "accounts.csv", rows)
+        write_csv(tmp / "images.csv", [vars(r) for r in run.images],
+                  fieldnames=["uid", "day", "sender", "kind", "transform", "hash_hex", "distance", "oracle_match",
+                              "voucher_bytes", "message_id"])
+    summary = {"replicate": replicate, "engine": scenario.engine, "metrics": metrics, "costs": costs, "daily": daily}
     write_json(tmp / "summary.json", summary)
-    write_csv(tmp / "accounts.csv", rows)
-    write_csv(tmp / "images.csv", [vars(r) for r in run.images],
-              fieldnames=["uid", "day", "sender", "kind", "transform", "hash_hex", "distance", "oracle_match", "voucher_bytes", "message_id"])
-    write_csv(tmp / "daily.csv", run.daily)
-    write_csv(tmp / "leakage.csv", metrics["leakage"])
+    write_csv(tmp / "match_histogram.csv", histogram)
+    write_csv(tmp / "daily.csv", daily)
+    write_csv(tmp / "leakage.csv", metrics["leakage"],
+              fieldnames=["feature", "scope", "n", "positives", "advantage", "chance_advantage", "p_value",
+                          "mutual_information_bits"])
     write_manifest(tmp, command="e2escan run", seed=scenario.seed, config=to_dict(scenario), started=started,
                    extra={"replicate": replicate, "scenario_digest": scenario_digest(scenario)})
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
-    run.relay.close()
+    if relay is not None:
+        relay.close()
     return summary
 
 
@@ -176,6 +203,7 @@ def aggregate(scenario: Scenario, summaries: list[dict[str, Any]]) -> dict[str, 
         "threshold": m0["threshold"],
         "database_size": m0["database_size"],
         "leakage": _leakage_summary(summaries),
+        **({"model": m0["model"]} if "model" in m0 else {}),
     }
     costs = {k: _mean([s["costs"][k] for s in summaries]) if isinstance(summaries[0]["costs"][k], (int, float)) else summaries[0]["costs"][k]
              for k in summaries[0]["costs"]}
@@ -187,6 +215,7 @@ def aggregate(scenario: Scenario, summaries: list[dict[str, Any]]) -> dict[str, 
         "hasher": scenario.hasher.name,
         "protocol": scenario.protocol.name,
         "protocol_params": scenario.protocol.params,
+        "engine": scenario.engine,
         "metrics": metrics,
         "costs": costs,
         **{f"provenance_{k}": v for k, v in provenance().items() if k in ("version", "git_commit")},

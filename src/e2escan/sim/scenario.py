@@ -107,12 +107,32 @@ class MessengerConfig:
 
 
 @dataclass(frozen=True)
+class StatisticalConfig:
+    calibration: str = option(
+        "calibration/pdq-png-128.json",
+        doc="calibration file (relative paths are inside simulator/); make one with `e2escan calibrate`",
+    )
+    chunk_accounts: int = option(2_000_000, doc="accounts simulated per chunk (bounds memory)", range=(1_000, None))
+    leakage_sample: int = option(5_000, doc="accounts per class sampled for leakage estimates", range=(10, None))
+    false_match_rate: float | None = option(
+        None,
+        doc="per-image probability that an innocent image matches the database; overrides the calibration "
+        "(e.g. a published measurement of the deployed hash)",
+        range=(0.0, 1.0),
+    )
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str = option(doc="short name, used for the results folder")
     description: str = option("", doc="what question this scenario answers")
     seed: int = option(0, doc="root seed of all simulation randomness", range=(0, None))
     days: int = option(1, doc="simulated days", range=(1, None))
     replicates: int = option(1, doc="independent runs (seeds derived from the root seed)", range=(1, None))
+    engine: str = option(
+        "faithful", doc="'faithful': every image through the real code; 'statistical': calibrated counts at any scale",
+        choices=("faithful", "statistical"),
+    )
     population: Population = option(default_factory=Population)
     traffic: Traffic = option(default_factory=Traffic)
     content: Content = option(default_factory=Content)
@@ -120,6 +140,7 @@ class Scenario:
     protocol: ProtocolConfig = option(default_factory=ProtocolConfig)
     review: Review = option(default_factory=Review)
     messenger: MessengerConfig = option(default_factory=MessengerConfig)
+    statistical: StatisticalConfig = option(default_factory=StatisticalConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scenario:

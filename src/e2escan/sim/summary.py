@@ -46,11 +46,23 @@ def format_summary(summary: dict[str, Any]) -> str:
     if vl:
         rows.append(("voucher length: match vs non-match", f"{vl[0]['advantage']:.3f}", "advantage (0 = indistinguishable)"))
     fmt = lambda v, unit: "-" if v is None else f"{v:.3g} {unit}"  # noqa: E731
-    rows += [
-        ("client cost per image", fmt(c["client_hash_ms_per_image"], "ms hash"), fmt(c["client_voucher_ms_per_image"], "ms voucher")),
-        ("server cost per voucher", fmt(c["server_ingest_ms_per_voucher"], "ms"), ""),
-        ("bytes per message", f"{c['envelope_bytes_mean']:.0f} B envelope", f"+{c['voucher_bytes_per_message']:.0f} B voucher, {c['blob_bytes_mean']:.0f} B per attachment"),
-    ]
+    if summary.get("engine") == "statistical":
+        model = m.get("model", {})
+        rows += [
+            ("model: P(innocent image matches)", f"{model.get('p_innocent_image_false_match', float('nan')):.3g}",
+             f"radius {model.get('radius')}, {model.get('popular_images_matching')} popular images match"),
+            ("model: P(known image matches)", f"{model.get('recall_known', float('nan')):.3g}",
+             f"calibration {model.get('calibration')}"),
+            ("simulation time", fmt(c.get("simulation_wall_s"), "s"), "statistical path: costs are not simulated"),
+        ]
+    else:
+        rows += [
+            ("client cost per image", fmt(c["client_hash_ms_per_image"], "ms hash"),
+             fmt(c["client_voucher_ms_per_image"], "ms voucher")),
+            ("server cost per voucher", fmt(c["server_ingest_ms_per_voucher"], "ms"), ""),
+            ("bytes per message", f"{c['envelope_bytes_mean']:.0f} B envelope",
+             f"+{c['voucher_bytes_per_message']:.0f} B voucher, {c['blob_bytes_mean']:.0f} B per attachment"),
+        ]
     return format_table(rows, ["measure", "value", "detail (95% Wilson CI)"], head)
 
 

@@ -1,0 +1,182 @@
+"""Calibration of the statistical path from measured hash distances.
+
+A calibration file records, for one hasher, image size and attachment
+encoding, the Hamming distance distributions that decide every match:
+
+* ``unrelated``: distances between hashes of unrelated images (all pairs of a
+  corpus). ``collision_probability(r)`` is P(distance <= r) for one pair: the
+  empirical CDF where at least ``MIN_TAIL_PAIRS`` pairs support it, and below
+  that a normal fit to the empirical distribution (continuity-corrected,
+  mean and standard deviation of all pairs), which is the stated extrapolation.
+* ``transforms``: for each transformation chain, distances between the hash of
+  an original and of its transformed, encoded and decoded copy.
+  ``recall(spec, r)`` is P(distance <= r), empirical.
+
+The file is versioned JSON with its provenance (corpus, seed, package version,
+git commit). The statistical path refuses a calibration whose hasher, image
+size or encoding differs from the scenario's.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ScenarioError
+from ..hashing import HashArray, get_hasher
+from ..images import image_rng, synthetic_image
+from ..results import provenance, write_json
+from .content import chain_for
+
+CALIBRATION_VERSION = 1
+MIN_TAIL_PAIRS = 10
+
+
+def encode_decode(image: Image.Image, encoding: str) -> Image.Image:
+    """The attachment round trip a device's image goes through before it is hashed."""
+    buf = io.BytesIO()
+    if encoding == "jpeg":
+        image.convert("RGB").save(buf, format="JPEG", quality=90)
+    else:
+        image.save(buf, format="PNG")
+    return Image.open(io.BytesIO(buf.getvalue()))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    hasher: str
+    bits: int
+    image_size: int
+    encoding: str
+    unrelated: tuple[int, ...]  # histogram over distances 0..bits
+    transforms: dict[str, tuple[int, ...]]
+    corpus: str
+    seed: int
+    provenance: dict[str, Any] = field(default_factory=dict)
+    version: int = CALIBRATION_VERSION
+
+    # -- probabilities ---------------------------------------------------------
+
+    def _normal_fit(self) -> tuple[float, float]:
+        h = np.asarray(self.unrelated, dtype=float)
+        d = np.arange(h.size)
+        n = h.sum()
+        mean = float((h * d).sum() / n)
+        var = float((h * (d - mean) ** 2).sum() / n)
+        return mean, math.sqrt(max(var, 1e-12))
+
+    def collision_probability(self, radius: int) -> float:
+        """P(distance <= radius) for two unrelated images."""
+        h = np.asarray(self.unrelated, dtype=float)
+        if radius >= h.size - 1:
+            return 1.0
+        below = h[: radius + 1].sum()
+        if below >= MIN_TAIL_PAIRS:
+            return float(below / h.sum())
+        mean, sd = self._normal_fit()
+        z = (radius + 0.5 - mean) / sd
+        return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+    def recall(self, spec: str, radius: int) -> float:
+        key = spec.strip() if spec.strip() not in ("none", "") else "identity"
+        if key not in self.transforms:
+            raise ScenarioError(
+                f"calibration for {self.hasher} has no transform {spec!r}; calibrated: {', '.join(sorted(self.transforms))}"
+            )
+        h = np.asarray(self.transforms[key], dtype=float)
+        return float(h[: radius + 1].sum() / h.sum())
+
+    def false_match_probability(self, radius: int, database_size: int) -> float:
+        """P(an innocent image lies within ``radius`` of at least one of ``database_size`` hashes)."""
+        q = self.collision_probability(radius)
+        if q >= 1.0:
+            return 1.0
+        return float(-math.expm1(database_size * math.log1p(-q)))
+
+    # -- files -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "hasher": self.hasher,
+            "bits": self.bits,
+            "image_size": self.image_size,
+            "encoding": self.encoding,
+            "corpus": self.corpus,
+            "seed": self.seed,
+            "unrelated": list(self.unrelated),
+            "transforms": {k: list(v) for k, v in self.transforms.items()},
+            "provenance": self.provenance,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ScenarioError(f"calibration file {path}: not found") from None
+        except json.JSONDecodeError as exc:
+            raise ScenarioError(f"calibration file {path}: not valid JSON ({exc})") from None
+        if data.get("version") != CALIBRATION_VERSION:
+            raise ScenarioError(f"calibration file {path}: version {data.get('version')!r}, expected {CALIBRATION_VERSION}")
+        expected = {"version", "hasher", "bits", "image_size", "encoding", "corpus", "seed", "unrelated", "transforms", "provenance"}
+        if set(data) != expected:
+            raise ScenarioError(f"calibration file {path}: keys {sorted(set(data) ^ expected)} missing or unexpected")
+        if len(data["unrelated"]) != data["bits"] + 1:
+            raise ScenarioError(f"calibration file {path}: 'unrelated' must have bits + 1 = {data['bits'] + 1} entries")
+        return cls(
+            data["hasher"], data["bits"], data["image_size"], data["encoding"], tuple(data["unrelated"]),
+            {k: tuple(v) for k, v in data["transforms"].items()}, data["corpus"], data["seed"], data["provenance"],
+        )
+
+
+def calibrate(
+    hasher_name: str,
+    hasher_params: dict[str, Any] | None = None,
+    *,
+    transforms: list[str],
+    images: int = 200,
+    image_size: int = 128,
+    encoding: str = "png",
+    seed: int = 0,
+    progress: Any = None,
+) -> Calibration:
+    """Measure the distance distributions on ``images`` synthetic images."""
+    started = time.perf_counter()
+    hasher = get_hasher(hasher_name, **(hasher_params or {}))
+    size = (image_size, image_size)
+    originals = [synthetic_image(image_rng(seed, i), size) for i in range(images)]
+    base = HashArray.from_hashes(hasher.hash(img) for img in originals)
+    bits = base.bits
+    unrelated = np.zeros(bits + 1, dtype=np.int64)
+    for i in range(len(base) - 1):
+        d = base[i + 1 :].distances_to(base[i])
+        unrelated += np.bincount(d, minlength=bits + 1)
+    per_transform: dict[str, tuple[int, ...]] = {}
+    rng = np.random.default_rng(seed + 1)
+    for spec in dict.fromkeys(["identity"] + [("identity" if t.strip() in ("none", "") else t.strip()) for t in transforms]):
+        chain = chain_for(spec)
+        hist = np.zeros(bits + 1, dtype=np.int64)
+        for i, img in enumerate(originals):
+            out = encode_decode(chain.apply(img, rng).image, encoding)
+            hist[hasher.hash(out).distance(base[i])] += 1
+            if progress:
+                progress(1)
+        per_transform[spec] = tuple(int(x) for x in hist)
+    return Calibration(
+        hasher.spec, bits, image_size, encoding, tuple(int(x) for x in unrelated), per_transform,
+        f"synthetic:{images}", seed,
+        {**provenance(), "wall_time_s": round(time.perf_counter() - started, 2)},
+    )

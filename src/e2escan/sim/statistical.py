@@ -1,0 +1,351 @@
+"""The statistical path: per-account match counts sampled from calibrated probabilities.
+
+It answers population-scale questions (hundreds of millions of accounts) that
+the faithful path cannot run, with the same metrics and output format. The
+model, per replicate:
+
+* every image is matched independently given the calibration: a known image
+  after transformation ``s`` matches with ``recall(s, r)``; a fresh innocent
+  image with ``p_fp = 1 - (1 - q(r))^D`` (``q``: calibrated collision
+  probability of one pair, ``D``: database size); a forward of a popular
+  image matches iff that popular image does (drawn once per replicate with
+  ``p_fp``), so false matches of viral images are correlated across accounts
+  exactly as in the faithful path;
+* messages per account-day are Poisson (or fixed), images are a binomial share
+  of them. With Poisson traffic, Poisson thinning makes an innocent account's
+  false matches Poisson(lambda * p_img) independent of its other images, so
+  innocent accounts are sampled sparsely: only the few with a false match cost
+  anything (exact, not an approximation). With fixed traffic every account is
+  sampled densely, chunk by chunk;
+* offenders are sampled densely, day by day, with their known and innocent images;
+* review is a FIFO queue over daily cohorts with the scenario's capacity and
+  accuracy. A case is "truly offending" when the account is an offender (in the
+  faithful path: when a revealed image is a known image; the two differ only
+  when an offender is flagged purely by false matches).
+
+Leakage is estimated on a stratified sample of accounts (``leakage_sample``
+per class) from the features the server would log: vouchers (one per image),
+messages, and per-voucher match results where the protocol reveals them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import ScenarioError
+from ..metrics.leakage import estimate
+from ..metrics.rates import proportion
+from .calibration import Calibration
+from .faithful import spawn_streams
+from .scenario import Scenario, shipped_scenarios_dir
+
+#: Protocols whose server learns each voucher's match result (see their specs in protocols/).
+PER_VOUCHER_MATCH_LEAK = {"plaintext", "psi-exact"}
+
+
+def protocol_matching(scenario: Scenario) -> tuple[int, int]:
+    """(Hamming radius, threshold) that decide matches and flags for radius-based protocols."""
+    params = scenario.protocol.params
+    name = scenario.protocol.name
+    if "multiprobe" in name:
+        raise ScenarioError(
+            f"protocol.name: the statistical path models radius-based matching; {name!r} matches on probe sets, "
+            "use engine = 'faithful'"
+        )
+    radius = int(params.get("radius", 0))
+    threshold = int(params.get("threshold", 1))
+    return radius, threshold
+
+
+def load_calibration(scenario: Scenario) -> Calibration:
+    path = Path(scenario.statistical.calibration)
+    if not path.is_absolute():
+        path = shipped_scenarios_dir() / path
+    cal = Calibration.load(path)
+    hasher = scenario.hasher.name
+    if cal.hasher.split(":")[0].split("(")[0] != hasher:
+        raise ScenarioError(f"statistical.calibration: {path} calibrates hasher {cal.hasher!r}, the scenario uses {hasher!r}")
+    if cal.encoding != scenario.content.encoding or cal.image_size != scenario.content.image_size:
+        raise ScenarioError(
+            f"statistical.calibration: {path} was measured with {cal.encoding} attachments of {cal.image_size}px; "
+            f"the scenario uses {scenario.content.encoding} and {scenario.content.image_size}px"
+        )
+    return cal
+
+
+@dataclass
+class Probabilities:
+    radius: int
+    threshold: int
+    p_fresh: float  # a fresh innocent image falsely matches
+    p_popular: np.ndarray  # per popular image: does it match (drawn once per replicate)
+    popular_share: np.ndarray  # popularity distribution
+    recall: float  # a known image (after the transform mix) matches
+    p_innocent_image: float  # an innocent image matches, averaged over fresh/forwarded
+
+
+def probabilities(scenario: Scenario, cal: Calibration, rng: np.random.Generator) -> Probabilities:
+    radius, threshold = protocol_matching(scenario)
+    t = scenario.traffic
+    override = scenario.statistical.false_match_rate
+    p_fresh = override if override is not None else cal.false_match_probability(radius, scenario.content.database_size)
+    weights = np.array([x.weight for x in scenario.content.transforms], dtype=float)
+    recalls = np.array([cal.recall(x.spec, radius) for x in scenario.content.transforms])
+    recall = float((weights * recalls).sum() / weights.sum())
+    ranks = np.arange(1, t.popular_images + 1, dtype=float)
+    share = ranks ** -t.popularity_exponent
+    share /= share.sum()
+    popular_match = rng.random(t.popular_images) < p_fresh
+    p_img = (1 - t.forward_share) * p_fresh + t.forward_share * float((share * popular_match).sum())
+    return Probabilities(radius, threshold, p_fresh, popular_match, share, recall, p_img)
+
+
+def run_statistical(scenario: Scenario, replicate: int = 0, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Simulate one replicate; returns ``{"metrics", "costs", "daily", "histogram"}`` like the faithful path."""
+    started = time.perf_counter()
+    cal = load_calibration(scenario)
+    streams = spawn_streams(scenario, replicate)
+    rng = streams["traffic"]
+    s, pop, tr = scenario, scenario.population, scenario.traffic
+    prob = probabilities(s, cal, streams["content"])
+    n = pop.accounts
+    n_off = int(round(pop.offender_share * n))
+    n_inn = n - n_off
+    days = s.days
+    lam_img = tr.messages_per_day * tr.image_share  # images per innocent account-day
+    lam_img_off = lam_img * tr.offender_activity
+
+    # -- innocent accounts: false matches only -------------------------------------
+    inn_images_total, inn_false_by_account, inn_cross_day = _innocent_accounts(s, prob, n_inn, lam_img, rng, progress)
+    nonzero_inn = inn_false_by_account[inn_false_by_account > 0]
+    hist_inn = np.bincount(nonzero_inn, minlength=prob.threshold + 2)
+    hist_inn[0] = n_inn - nonzero_inn.size
+
+    # -- offenders: dense, day by day ------------------------------------------------
+    off = _offenders(s, prob, n_off, lam_img_off, rng)
+    hist_off = np.bincount(off["matches"], minlength=prob.threshold + 2)
+
+    # -- daily flags and review ---------------------------------------------------------
+    review_rng = streams["review"]
+    flags_inn_by_day = np.bincount(inn_cross_day, minlength=days)[:days]
+    off_flag_day = off["cross_day"]
+    daily, confirmed_off_day, inn_confirmed, decisions = _review(s, flags_inn_by_day, off_flag_day, review_rng)
+
+    images_total = inn_images_total + int(off["images"].sum())
+    known_total = int(off["known"].sum())
+    known_matched = int(off["known_matched"].sum())
+    false_matches = int(inn_false_by_account.sum()) + int(off["false"].sum())
+    innocent_images = images_total - known_total
+    first_known = off["first_known_day"]
+    detected = confirmed_off_day >= 0
+    ttd = (confirmed_off_day - first_known)[detected & (first_known >= 0)]
+    per_image = {
+        "images": images_total,
+        "known_images": known_total,
+        "innocent_images": innocent_images,
+        "false_positive": proportion(false_matches, innocent_images).as_dict(),
+        "false_negative": proportion(known_total - known_matched, known_total).as_dict(),
+    }
+    accounts = {
+        "accounts": n,
+        "offenders": n_off,
+        "innocent_flagged": proportion(int((inn_cross_day >= 0).sum()), n_inn).as_dict(),
+        "innocent_falsely_confirmed": proportion(inn_confirmed, n_inn).as_dict(),
+        "offenders_flagged": proportion(int((off_flag_day >= 0).sum()), n_off).as_dict(),
+        "offenders_detected": proportion(int(detected.sum()), n_off).as_dict(),
+        "offenders_sending_known": int((first_known >= 0).sum()),
+        "days_to_detection_mean": float(ttd.mean()) if ttd.size else None,
+        "days_to_detection_median": float(np.median(ttd)) if ttd.size else None,
+        "mean_images_per_account": images_total / n,
+        "max_matches_innocent_account": int(inn_false_by_account.max(initial=0)),
+    }
+    reviewed = decisions["reviewed"]
+    review = {
+        "cases_reviewed": reviewed,
+        "cases_confirmed": decisions["confirmed"],
+        "cases_confirmed_wrongly": decisions["confirmed_wrongly"],
+        "cases_cleared_wrongly": decisions["cleared_wrongly"],
+        "backlog_at_end": decisions["backlog"],
+        "reviewer_hours": reviewed * s.review.minutes_per_case / 60.0,
+    }
+    metrics = {
+        "per_image": per_image,
+        "accounts": accounts,
+        "review": review,
+        "leakage": _leakage(s, prob, lam_img, lam_img_off, streams["leakage"]),
+        "threshold": prob.threshold,
+        "database_size": s.content.database_size,
+        "model": {
+            "radius": prob.radius,
+            "p_fresh_false_match": prob.p_fresh,
+            "p_innocent_image_false_match": prob.p_innocent_image,
+            "recall_known": prob.recall,
+            "popular_images_matching": int(prob.p_popular.sum()),
+            "calibration": cal.corpus + f" ({cal.hasher}, {cal.encoding}, {cal.image_size}px)",
+            "false_match_rate_source": "scenario (statistical.false_match_rate)"
+            if s.statistical.false_match_rate is not None else "calibration",
+        },
+    }
+    top = max(int(hist_inn.size), int(hist_off.size))
+    histogram = [
+        {"matching_images": k, "innocent_accounts": int(hist_inn[k]) if k < hist_inn.size else 0,
+         "offending_accounts": int(hist_off[k]) if k < hist_off.size else 0}
+        for k in range(top)
+    ]
+    costs = {
+        "client_hash_ms_per_image": None,
+        "client_voucher_ms_per_image": None,
+        "server_ingest_ms_per_voucher": None,
+        "voucher_bytes_mean": None,
+        "attachment_bytes_mean": None,
+        "envelope_bytes_mean": None,
+        "blob_bytes_mean": None,
+        "voucher_bytes_per_message": None,
+        "hash_cache_hits": 0,
+        "simulation_wall_s": round(time.perf_counter() - started, 3),
+        "timing_note": "statistical path: per-operation costs are not simulated; see the faithful path or papers/protocol-costs",
+    }
+    return {"metrics": metrics, "costs": costs, "daily": daily, "histogram": histogram}
+
+
+def _innocent_accounts(s: Scenario, prob: Probabilities, n_inn: int, lam: float, rng: np.random.Generator,
+                       progress: Callable[[int], None] | None) -> tuple[int, np.ndarray, np.ndarray]:
+    """(total innocent images, false matches per affected account, crossing day per affected account)."""
+    days, t = s.days, prob.threshold
+    if s.traffic.distribution == "poisson":
+        total_images = int(rng.poisson(lam * days * n_inn)) if n_inn else 0
+        # Thinning: false matches per account-day are Poisson(lam * p) independently.
+        k = int(rng.poisson(lam * prob.p_innocent_image * days * n_inn)) if n_inn else 0
+        accounts = rng.integers(0, n_inn, size=k)
+        day_of = rng.integers(0, days, size=k)
+        if progress:
+            progress(n_inn)
+    else:
+        m = int(round(s.traffic.messages_per_day))
+        accounts_l, days_l = [], []
+        total_images = 0
+        chunk = s.statistical.chunk_accounts
+        for start in range(0, n_inn, chunk):
+            size = min(chunk, n_inn - start)
+            for d in range(days):
+                imgs = rng.binomial(m, s.traffic.image_share, size)
+                total_images += int(imgs.sum())
+                false = rng.binomial(imgs, prob.p_innocent_image)
+                hit = np.flatnonzero(false)
+                accounts_l.append(np.repeat(start + hit, false[hit]))
+                days_l.append(np.full(int(false[hit].sum()), d))
+            if progress:
+                progress(size)
+        accounts = np.concatenate(accounts_l) if accounts_l else np.zeros(0, np.int64)
+        day_of = np.concatenate(days_l) if days_l else np.zeros(0, np.int64)
+    if accounts.size == 0:
+        return total_images, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    order = np.lexsort((day_of, accounts))
+    accounts, day_of = accounts[order], day_of[order]
+    uniq, start, counts = np.unique(accounts, return_index=True, return_counts=True)
+    cross = np.full(uniq.size, -1)
+    over = counts >= t
+    cross[over] = day_of[start[over] + t - 1]  # the day of the t-th false match
+    return total_images, counts, cross[over]
+
+
+def _offenders(s: Scenario, prob: Probabilities, n_off: int, lam: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    tr, ct = s.traffic, s.content
+    z = lambda: np.zeros(n_off, dtype=np.int64)  # noqa: E731
+    out = {k: z() for k in ("images", "known", "known_matched", "false", "matches")}
+    out["first_known_day"] = np.full(n_off, -1)
+    out["cross_day"] = np.full(n_off, -1)
+    m = int(round(tr.messages_per_day * tr.offender_activity))
+    for d in range(s.days):
+        if tr.distribution == "poisson":
+            imgs = rng.poisson(lam, n_off)
+        else:
+            imgs = rng.binomial(m, tr.image_share, n_off)
+        known = rng.binomial(imgs, ct.offender_known_share)
+        known_matched = rng.binomial(known, prob.recall)
+        false = rng.binomial(imgs - known, prob.p_innocent_image)
+        for key, v in (("images", imgs), ("known", known), ("known_matched", known_matched), ("false", false)):
+            out[key] += v
+        out["first_known_day"][(out["first_known_day"] < 0) & (known > 0)] = d
+        before = out["matches"] < prob.threshold
+        out["matches"] += known_matched + false
+        out["cross_day"][before & (out["matches"] >= prob.threshold)] = d
+    return out
+
+
+def _review(s: Scenario, flags_inn_by_day: np.ndarray, off_flag_day: np.ndarray, rng: np.random.Generator):
+    """FIFO review over daily cohorts; returns (daily rows, confirm day per offender, innocents confirmed, totals)."""
+    acc, cap = s.review.accuracy, s.review.capacity_per_day
+    confirm_day = np.full(off_flag_day.size, -1)
+    queue: deque[list] = deque()  # [n_innocent_left, offender indices left (array)]
+    totals = {"reviewed": 0, "confirmed": 0, "confirmed_wrongly": 0, "cleared_wrongly": 0}
+    inn_confirmed = 0
+    daily = []
+    for d in range(s.days):
+        new_off = np.flatnonzero(off_flag_day == d)
+        rng.shuffle(new_off)
+        queue.append([int(flags_inn_by_day[d]), new_off])
+        budget = cap
+        reviewed = confirmed = 0
+        while budget > 0 and queue:
+            n_i, offs = queue[0]
+            size = n_i + offs.size
+            k = min(budget, size)
+            k_off = int(rng.hypergeometric(offs.size, n_i, k)) if size else 0
+            k_inn = k - k_off
+            take, rest = offs[:k_off], offs[k_off:]
+            hit = rng.random(k_off) < acc
+            confirm_day[take[hit]] = d
+            wrong = int(rng.binomial(k_inn, 1 - acc)) if k_inn else 0
+            inn_confirmed += wrong
+            totals["confirmed_wrongly"] += wrong
+            totals["cleared_wrongly"] += int((~hit).sum())
+            confirmed += int(hit.sum()) + wrong
+            reviewed += k
+            budget -= k
+            if k == size:
+                queue.popleft()
+            else:
+                queue[0] = [n_i - k_inn, rest]
+        totals["reviewed"] += reviewed
+        totals["confirmed"] += confirmed
+        backlog = sum(c[0] + c[1].size for c in queue)
+        daily.append({"day": d, "new_flags": int(flags_inn_by_day[d]) + int(new_off.size), "reviewed": reviewed,
+                      "confirmed": confirmed, "backlog": backlog})
+    totals["backlog"] = sum(c[0] + c[1].size for c in queue)
+    return daily, confirm_day, inn_confirmed, totals
+
+
+def _leakage(s: Scenario, prob: Probabilities, lam: float, lam_off: float, rng: np.random.Generator) -> list[dict]:
+    """Leakage estimates on a stratified sample of never-flagged accounts (features as the server logs them)."""
+    k = s.statistical.leakage_sample
+    n_off = int(round(s.population.offender_share * s.population.accounts))
+    if n_off == 0 or n_off == s.population.accounts:
+        return []
+    k_off, k_inn = min(k, n_off), min(k, s.population.accounts - n_off)
+    days = s.days
+
+    def sample(count: int, rate: float, offender: bool) -> dict[str, np.ndarray]:
+        msgs = rng.poisson(rate / s.traffic.image_share * days if s.traffic.image_share else 0, count)
+        imgs = rng.binomial(msgs, s.traffic.image_share)
+        known = rng.binomial(imgs, s.content.offender_known_share) if offender else np.zeros(count, np.int64)
+        matches = rng.binomial(known, prob.recall) + rng.binomial(imgs - known, prob.p_innocent_image)
+        return {"messages_sent": msgs, "vouchers": imgs, "matches": matches}
+
+    a, b = sample(k_off, lam_off, True), sample(k_inn, lam, False)
+    keep_a, keep_b = a["matches"] < prob.threshold, b["matches"] < prob.threshold  # not flagged
+    label = np.r_[np.ones(int(keep_a.sum()), bool), np.zeros(int(keep_b.sum()), bool)]
+    feats = {"messages_sent": "messages_sent", "vouchers": "vouchers"}
+    if s.protocol.name in PER_VOUCHER_MATCH_LEAK:
+        feats["match_events"] = "matches"
+    out = []
+    for name, key in feats.items():
+        values = np.r_[a[key][keep_a], b[key][keep_b]].astype(float)
+        out.append(estimate(name, "accounts not flagged", values, label, rng, permutations=100).as_dict())
+    return out

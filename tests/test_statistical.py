@@ -1,0 +1,129 @@
+"""The statistical path: calibration, agreement with the faithful path, scale."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from e2escan.errors import ScenarioError
+from e2escan.sim.calibration import Calibration, calibrate
+from e2escan.sim.faithful import run_faithful
+from e2escan.sim.measure import compute_metrics
+from e2escan.sim.scenario import Scenario
+from e2escan.sim.statistical import run_statistical
+
+sys.path.insert(0, str(Path(__file__).parent))
+import sim_fakes  # noqa: E402
+
+TRANSFORMS = [
+    {"spec": "none", "weight": 0.5},
+    {"spec": "jpeg:quality=60", "weight": 0.3},
+    {"spec": "resize:scale=0.5", "weight": 0.2},
+]
+
+
+@pytest.fixture(scope="module")
+def ahash_calibration(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cal") / "ahash-png-64.json"
+    cal = calibrate("ahash", transforms=[t["spec"] for t in TRANSFORMS], images=120, image_size=64, encoding="png", seed=5)
+    cal.save(path)
+    return path
+
+
+def scenario(cal_path, seed, radius, threshold, engine="faithful", accounts=60):
+    return Scenario.from_dict({
+        "name": "agree",
+        "seed": seed,
+        "days": 3,
+        "engine": engine,
+        "population": {"accounts": accounts, "offender_share": 0.15, "mean_contacts": 4},
+        "traffic": {"messages_per_day": 6, "image_share": 0.6, "forward_share": 0.0},
+        "content": {"database_size": 40, "image_size": 64, "encoding": "png", "offender_known_share": 0.5,
+                    "transforms": TRANSFORMS},
+        "hasher": {"name": "ahash"},
+        "protocol": {"name": "fake", "params": {"threshold": threshold, "radius": radius}},
+        "review": {"accuracy": 1.0, "capacity_per_day": 1000},
+        "statistical": {"calibration": str(cal_path), "leakage_sample": 200},
+    })
+
+
+def overlap(a, b):
+    return not (a["ci_high"] < b["ci_low"] or b["ci_high"] < a["ci_low"])
+
+
+@pytest.mark.parametrize("seed, radius, threshold", [(1, 6, 2), (2, 10, 3)])
+def test_statistical_agrees_with_faithful_within_cis(ahash_calibration, seed, radius, threshold):
+    s = scenario(ahash_calibration, seed, radius, threshold)
+    faithful = compute_metrics(run_faithful(s, protocol=sim_fakes, cache_dir=None))
+    # Pool several statistical replicates so its interval is narrow; the faithful one is the wide one.
+    stat = [run_statistical(s.with_overrides(engine="statistical"), rep)["metrics"] for rep in range(8)]
+
+    def pooled(section, key):
+        from e2escan.metrics.rates import proportion
+
+        k = sum(m[section][key]["count"] for m in stat)
+        n = sum(m[section][key]["of"] for m in stat)
+        return proportion(k, n).as_dict()
+
+    for section, key in (("per_image", "false_negative"), ("per_image", "false_positive"),
+                         ("accounts", "offenders_flagged"), ("accounts", "innocent_flagged")):
+        f, st = faithful[section][key], pooled(section, key)
+        assert overlap(f, st), (section, key, f, st)
+
+
+def test_sparse_and_dense_innocent_sampling_agree(ahash_calibration):
+    """Poisson thinning (sparse) against per-account sampling (dense): same false-flag distribution."""
+    base = scenario(ahash_calibration, 3, 12, 2, engine="statistical", accounts=20_000)
+    base = base.with_overrides(**{"statistical.false_match_rate": 0.02, "population.offender_share": 0.0,
+                                  "traffic.messages_per_day": 5})
+    sparse = [run_statistical(base, r)["metrics"]["accounts"]["innocent_flagged"]["count"] for r in range(5)]
+    # 'fixed' traffic forces the dense path; with 5 messages a day, images ~ Binomial(5, 0.6) per account-day.
+    dense = [run_statistical(base.with_overrides(**{"traffic.distribution": "fixed"}), r)["metrics"]["accounts"]
+             ["innocent_flagged"]["count"] for r in range(5)]
+    # Expected flags: P[N >= 2] for N ~ Poisson(3 days * 3 images * 0.02) vs Binomial(15, 0.012).
+    lam = 3 * 3 * 0.02
+    p_sparse = 1 - np.exp(-lam) * (1 + lam)
+    p_dense = 1 - (1 - 0.012) ** 15 - 15 * 0.012 * (1 - 0.012) ** 14
+    n = 20_000
+    for counts, p in ((sparse, p_sparse), (dense, p_dense)):
+        mean = np.mean(counts)
+        sd = np.sqrt(n * p * (1 - p) / len(counts))
+        assert abs(mean - n * p) < 4 * sd, (mean, n * p)
+
+
+def test_calibration_file_round_trip_and_validation(ahash_calibration, tmp_path):
+    cal = Calibration.load(ahash_calibration)
+    assert cal.recall("none", 0) == 1.0  # PNG is lossless
+    assert 0 <= cal.collision_probability(0) <= cal.collision_probability(10) <= 1
+    assert cal.false_match_probability(64, 10) == 1.0
+    bad = json.loads(ahash_calibration.read_text())
+    bad["version"] = 99
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(ScenarioError, match="version 99"):
+        Calibration.load(tmp_path / "bad.json")
+    with pytest.raises(ScenarioError, match="has no transform 'blur'"):
+        cal.recall("blur", 3)
+
+
+def test_tail_extrapolation_matches_a_known_normal():
+    """Below the empirical support the collision probability follows the fitted normal."""
+    from math import erfc, sqrt
+
+    rng = np.random.default_rng(0)
+    d = np.clip(np.rint(rng.normal(128, 8, 200_000)), 0, 256).astype(int)
+    hist = tuple(int(x) for x in np.bincount(d, minlength=257))
+    cal = Calibration("test", 256, 64, "png", hist, {"identity": (1,) + (0,) * 256}, "synthetic", 0)
+    sd = sqrt(64 + 1 / 12)  # rounding to integers adds the variance of a uniform on [-1/2, 1/2]
+    for r in (40, 80, 95):
+        z = (r + 0.5 - 128) / sd
+        assert cal.collision_probability(r) == pytest.approx(0.5 * erfc(-z / sqrt(2)), rel=0.1)
+    # Where data exist, the empirical CDF is used.
+    assert cal.collision_probability(128) == pytest.approx((d <= 128).mean())
+
+
+def test_scenario_mismatch_is_refused(ahash_calibration):
+    s = scenario(ahash_calibration, 1, 4, 2, engine="statistical").with_overrides(**{"content.image_size": 128})
+    with pytest.raises(ScenarioError, match="measured with png attachments of 64px"):
+        run_statistical(s)
