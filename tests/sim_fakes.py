@@ -31,6 +31,7 @@ class Server:
         self.db = database
         self.params = params
         self.matched: dict[str, list[bytes]] = {}
+        self.records: dict[str, list[dict]] = {}
 
     def ingest(self, account: str, voucher: bytes) -> bytes:
         bits, = struct.unpack(">H", voucher[:2])
@@ -39,7 +40,10 @@ class Server:
         hit = int(self.db.distances_to(h).min()) <= self.params.radius
         if hit:
             self.matched.setdefault(account, []).append(payload)
-        return b"1" if hit else b"0"
+        self.records.setdefault(account, []).append({"is_match": hit, "length": len(voucher)})
+
+    def observed(self, account: str):
+        return tuple(self.records.get(account, ()))
 
     def reveal(self, account: str) -> Reveal:
         m = self.matched.get(account, [])

@@ -22,6 +22,9 @@ COMMANDS: tuple[str, ...] = (
     "compare",
     "calibrate",
     "demo",
+    "protocols",
+    "hash_eval",
+    "papers",
 )
 
 

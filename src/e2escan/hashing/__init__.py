@@ -1,4 +1,8 @@
-"""Perceptual hashing: packed hash types, hashers, Hamming search.
+"""Perceptual hashing: packed hash types, hashers, Hamming search, threshold selection.
+
+The hash evaluation (``e2escan hash-eval``) lives in :mod:`e2escan.hashing.evaluation`
+and :mod:`e2escan.hashing.eval_report`; they import :mod:`e2escan.images` and
+matplotlib, so they are not imported here.
 
 Bit order everywhere: ``np.packbits`` order (bit 0 is the most significant
 bit of byte 0); see :mod:`e2escan.hashing.types`.
@@ -18,6 +22,8 @@ from .hashers import (
     get_hasher,
     parse_hasher_specs,
 )
+from .index import HammingIndex, RadiusResult, knn_brute_force, radius_brute_force
+from .thresholds import TailFit, empirical_threshold, fit_lower_tail
 from .types import HashArray, PerceptualHash
 
 __all__ = [
@@ -25,12 +31,19 @@ __all__ = [
     "AverageHasher",
     "DctHasher",
     "DifferenceHasher",
+    "HammingIndex",
     "HashArray",
     "Hasher",
     "PdqHasher",
     "PerceptualHash",
+    "RadiusResult",
+    "TailFit",
     "WaveletHasher",
+    "empirical_threshold",
+    "fit_lower_tail",
     "get_hasher",
     "hash_many",
+    "knn_brute_force",
     "parse_hasher_specs",
+    "radius_brute_force",
 ]

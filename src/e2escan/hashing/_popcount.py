@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-_POPCOUNT_TABLE = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+_POPCOUNT_TABLE = np.array([i.bit_count() for i in range(256)], dtype=np.uint8)
 
 HAS_BITWISE_COUNT: bool = hasattr(np, "bitwise_count")
 

@@ -9,16 +9,14 @@ memory. Output order always equals input order.
 from __future__ import annotations
 
 import itertools
-import multiprocessing
 import os
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
+from ._parallel import imap_ordered, resolve_workers
 from .hashers import Hasher, ImageLike
 from .types import HashArray
 
@@ -27,7 +25,8 @@ _DEFAULT_CHUNK = 16
 
 def _load_if_path(item: Any) -> ImageLike:
     if isinstance(item, (str, os.PathLike)):
-        from ..images.loading import load_image  # images does not import hashing: no cycle
+        # images does not import hashing, so this lazy import cannot cycle.
+        from ..images.loading import load_image
 
         return load_image(item)
     return item
@@ -38,21 +37,6 @@ def _hash_chunk(hasher: Hasher, items: list[Any]) -> np.ndarray:
     for i, item in enumerate(items):
         out[i] = hasher.hash_packed(_load_if_path(item))
     return out
-
-
-def resolve_workers(workers: int | None) -> int:
-    """``None`` means every core; otherwise a positive int."""
-    if workers is None:
-        return os.cpu_count() or 1
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"workers must be a positive int or None (all cores), got {workers!r}")
-    return workers
-
-
-def process_context() -> multiprocessing.context.BaseContext:
-    """Start method for worker pools: ``forkserver`` where available (safe with threads), else ``spawn``."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -106,6 +90,10 @@ def hash_many(
     ``workers=N`` uses ``N`` processes; ``workers=None`` uses every core.
     ``progress``, if given, is a tqdm-like object whose ``update(n)`` is
     called as hashes complete.
+
+    Worker processes start with ``forkserver`` (or ``spawn``), so a script
+    that calls this with ``workers > 1`` needs the usual
+    ``if __name__ == "__main__":`` guard.
     """
     n_workers = resolve_workers(workers)
     if not isinstance(chunksize, int) or chunksize < 1:
@@ -119,20 +107,9 @@ def hash_many(
                 progress.update(1)
         return out.finish()
 
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=process_context()) as pool:
-        pending: deque[Future[np.ndarray]] = deque()
-        for chunk in _chunks(images, chunksize):
-            pending.append(pool.submit(_hash_chunk, hasher, chunk))
-            # Bounded window: keeps every worker busy without reading the whole input.
-            while len(pending) >= 2 * n_workers:
-                _drain_one(pending, out, progress)
-        while pending:
-            _drain_one(pending, out, progress)
+    tasks = ((hasher, chunk) for chunk in _chunks(images, chunksize))
+    for rows in imap_ordered(_hash_chunk, tasks, n_workers):
+        out.extend(rows)
+        if progress is not None:
+            progress.update(rows.shape[0])
     return out.finish()
-
-
-def _drain_one(pending: deque[Future[np.ndarray]], out: _RowBuffer, progress: Any) -> None:
-    rows = pending.popleft().result()
-    out.extend(rows)
-    if progress is not None:
-        progress.update(rows.shape[0])

@@ -46,7 +46,7 @@ def encode_decode(image: Image.Image, encoding: str) -> Image.Image:
     if encoding == "jpeg":
         image.convert("RGB").save(buf, format="JPEG", quality=90)
     else:
-        image.save(buf, format="PNG")
+        image.save(buf, format="PNG", compress_level=1)
     return Image.open(io.BytesIO(buf.getvalue()))
 
 

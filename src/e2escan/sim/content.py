@@ -34,6 +34,7 @@ class ContentSource:
         self.size = (cfg.image_size, cfg.image_size)
         self.seeds = {kind: int(s) for kind, s in zip(("known", "popular", "fresh"), rng.integers(0, 2**63, 3))}
         self.fresh_reused = 0
+        self._reused: dict[tuple[str, int], Image.Image] = {}
         for t in cfg.transforms:
             try:
                 chain_for(t.spec)
@@ -55,6 +56,15 @@ class ContentSource:
             self.fresh_idx = order[cfg.database_size + traffic.popular_images :]
 
     def _base(self, kind: str, index: int) -> Image.Image:
+        if kind in (KNOWN, POPULAR):  # re-sent many times: render once
+            key = (kind, index)
+            img = self._reused.get(key)
+            if img is None:
+                img = self._reused[key] = self._render_base(kind, index)
+            return img
+        return self._render_base(kind, index)
+
+    def _render_base(self, kind: str, index: int) -> Image.Image:
         if self.directory is None:
             return synthetic_image(image_rng(self.seeds[kind], index), self.size)
         if kind == KNOWN:
@@ -83,5 +93,5 @@ class ContentSource:
         if self.cfg.encoding == "jpeg":
             image.convert("RGB").save(buf, format="JPEG", quality=90)
         else:
-            image.save(buf, format="PNG")
+            image.save(buf, format="PNG", compress_level=1)  # lossless at any level; level 1 is fast
         return buf.getvalue()

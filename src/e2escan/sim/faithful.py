@@ -14,6 +14,7 @@ deterministic outcomes (which hashes match, which accounts cross the threshold).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import time
@@ -36,7 +37,7 @@ from .scenario import Scenario
 from .traffic import ImageRef, PlannedMessage, TrafficPlanner
 
 PAYLOAD_BYTES = 1024  # visual derivative, padded to a fixed size so its length says nothing
-COMPONENTS = ("population", "traffic", "content", "review", "leakage")
+COMPONENTS = ("population", "traffic", "content", "review", "leakage", "protocol")
 
 
 class SimulatedClock:
@@ -92,6 +93,7 @@ class FaithfulRun:
     review_backlog: int
     hash_cache_hits: int
     threshold: int | None
+    wall: dict[str, float]  # seconds spent in setup and in the simulated days
     leakage_rng: np.random.Generator
     database_size: int
     hasher_spec: str
@@ -104,35 +106,86 @@ def spawn_streams(scenario: Scenario, replicate: int) -> dict[str, np.random.Gen
     return {name: np.random.default_rng(seq) for name, seq in zip(COMPONENTS, replicate_seq.spawn(len(COMPONENTS)))}
 
 
-def make_payload(uid: int, image_bytes: bytes) -> bytes:
-    """The 'visual derivative': a 32x32 greyscale thumbnail, prefixed by the image uid, padded.
+def make_payload(uid: int, image_bytes: bytes, size: int = 256) -> bytes:
+    """The 'visual derivative': a 12x12 greyscale thumbnail prefixed by the image uid, padded to ``size``.
 
     The uid stands for what a human reviewer would recognise when looking at
     the derivative; the simulator uses it to decide whether the reviewer saw a
-    known image.
+    known image. Padding to a fixed size keeps the payload's length from
+    saying anything.
     """
-    img = Image.open(io.BytesIO(image_bytes)).convert("L")
-    img.thumbnail((32, 32))
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=50)
-    thumb = buf.getvalue()[: PAYLOAD_BYTES - 10]
-    body = struct.pack(">QH", uid, len(thumb)) + thumb
-    return body + bytes(PAYLOAD_BYTES - len(body))
+    img = Image.open(io.BytesIO(image_bytes)).convert("L").resize((12, 12))
+    body = struct.pack(">Q", uid) + img.tobytes()
+    if len(body) > size:
+        raise ScenarioError(f"protocol.params.payload_size: {size} bytes cannot hold the {len(body)}-byte derivative")
+    return body + bytes(size - len(body))
 
 
 def payload_uid(payload: bytes) -> int:
     return struct.unpack(">Q", payload[:8])[0]
 
 
-class _Scanner:
-    """The device-side scanner: decode the attachment, hash it, make a voucher."""
+def learnt_from_voucher(record: Any) -> bytes:
+    """What a match server learnt from one voucher, as logged in the ServerView ("match" events).
 
-    def __init__(self, hasher, client, cache: HashCache, costs: CostSample, measure_first: int) -> None:
+    Only the boolean and integer fields of the server's own record (named in
+    the protocol's LEAKAGE lists): whether the voucher matched or its outer
+    layer opened, its distance, its length. Bytes fields (hashes, payloads)
+    are already in the view as the voucher itself.
+    """
+    items = []
+    for key, value in dict(record).items():
+        if isinstance(value, bool):
+            items.append(f"{key}={int(value)}")
+        elif isinstance(value, int):
+            items.append(f"{key}={value}")
+    return ";".join(items).encode()
+
+
+def parse_learnt(data: bytes | None) -> dict[str, int]:
+    if not data:
+        return {}
+    out = {}
+    for item in data.decode().split(";"):
+        key, _, value = item.partition("=")
+        if key:
+            out[key] = int(value)
+    return out
+
+
+def simulation_coin(rng: np.random.Generator, per_hash: bool) -> Callable[[bytes], int]:
+    """A reproducible stand-in for a device's secret synthetic-voucher coin.
+
+    With ``per_hash`` the coin is a keyed hash of the image hash (so re-sent
+    copies get the same decision, as on a real device with dedup); otherwise
+    it also depends on a per-device counter.
+    """
+    key = rng.bytes(32)
+    counter = [0]
+
+    def coin(y: bytes) -> int:
+        counter[0] += 1
+        data = y if per_hash else y + counter[0].to_bytes(8, "big")
+        return int.from_bytes(hashlib.blake2b(data, digest_size=8, key=key).digest(), "big")
+
+    return coin
+
+
+class _Scanner:
+    """The device-side scanner: decode the attachment, hash it, make a voucher.
+
+    One per device (each device runs the protocol's C-Init with its own keys);
+    the engine sets ``current`` (the image being sent) before each send.
+    """
+
+    def __init__(self, hasher, client, cache: HashCache, costs: CostSample, measure_first: int,
+                 payload_size: int) -> None:
         self.hasher = hasher
         self.client = client
         self.cache = cache
         self.costs = costs
         self.measure_first = measure_first
+        self.payload_size = payload_size
         self.current: ImageRef | None = None
         self.last_hash: PerceptualHash | None = None
         self.last_voucher_len = 0
@@ -153,7 +206,7 @@ class _Scanner:
                 self.cache.put(digest, h.data)
         else:
             h = PerceptualHash(self.hasher.bits, cached)
-        payload = make_payload(ref.uid, attachment)
+        payload = make_payload(ref.uid, attachment, self.payload_size)
         t0 = time.perf_counter()
         voucher = self.client.scan(h, payload=payload)
         self.costs.scan_s.append(time.perf_counter() - t0)
@@ -171,6 +224,7 @@ def run_faithful(
     protocol: Any = None,
 ) -> FaithfulRun:
     """Simulate one replicate. ``protocol`` replaces the registered protocol module (for variants under test)."""
+    t_start = time.perf_counter()
     streams = spawn_streams(scenario, replicate)
     pop = build_population(scenario.population, streams["population"])
     planner = TrafficPlanner(scenario, pop, streams["traffic"])
@@ -191,7 +245,6 @@ def run_faithful(
     except TypeError as exc:
         raise ScenarioError(f"protocol.params: {exc}") from None
     server, public = proto.server_setup(database, params)
-    client = proto.client(public, params)
     matcher = proto.plaintext_matcher(database, params)
     threshold = getattr(params, "threshold", None)
 
@@ -201,7 +254,7 @@ def run_faithful(
         cache_path = None if cache_dir is None else f"{cache_dir}/hashes.sqlite"
     cache = HashCache(cache_path, hasher.spec)
     costs = CostSample()
-    scanner = _Scanner(hasher, client, cache, costs, measure_first=50)
+    payload_size = int(getattr(params, "payload_size", 256))
 
     clock = SimulatedClock()
     relay = Relay(clock=clock)
@@ -209,14 +262,19 @@ def run_faithful(
 
     def on_voucher(sender: str, voucher: bytes, message_id: int) -> None:
         t0 = time.perf_counter()
-        learnt = server.ingest(sender, voucher)
+        server.ingest(sender, voucher)
         costs.ingest_s.append(time.perf_counter() - t0)
-        if learnt is not None:
-            relay.record("match", sender, learnt if isinstance(learnt, bytes) else repr(learnt).encode(), message_id)
+        relay.record("match", sender, learnt_from_voucher(server.observed(sender)[-1]), message_id)
 
     relay.on_voucher.append(on_voucher)
+    scanners = [
+        _Scanner(hasher, proto.client(public, params), cache, costs, 50, payload_size) for _ in range(len(pop))
+    ]
+    for sc in scanners:
+        if hasattr(sc.client, "coin_source"):
+            sc.client.coin_source = simulation_coin(streams["protocol"], getattr(params, "dedup", "hash") == "hash")
     devices = [
-        Device.register(pop.ids[i], relay, header_encryption=scenario.messenger.header_encryption, scanner=scanner)
+        Device.register(pop.ids[i], relay, header_encryption=scenario.messenger.header_encryption, scanner=scanners[i])
         for i in range(len(pop))
     ]
     index_of = {name: i for i, name in enumerate(pop.ids)}
@@ -227,13 +285,14 @@ def run_faithful(
     revealed: dict[int, set[int]] = defaultdict(set)
     daily = []
 
+    t_days = time.perf_counter()
     for day in range(scenario.days):
         touched: set[int] = set()
         plan = planner.day(day)
         day_images = 0
         for msg in plan:
             clock.now = msg.at
-            _send(msg, devices, content, scanner, images, known_uids, matcher, costs, relay, touched)
+            _send(msg, devices, content, scanners[msg.sender], images, known_uids, matcher, costs, relay, touched)
             day_images += msg.image is not None
             if progress:
                 progress(1)
@@ -275,7 +334,8 @@ def run_faithful(
     cache.close()
     return FaithfulRun(
         scenario, replicate, pop, relay, images, flags, dict(revealed), review.decisions, daily, costs,
-        review.backlog, cache.hits, threshold, streams["leakage"], len(database), hasher.spec, scenario.protocol.name,
+        review.backlog, cache.hits, threshold,
+        {"setup_s": t_days - t_start, "days_s": time.perf_counter() - t_days}, streams["leakage"], len(database), hasher.spec, scenario.protocol.name,
     )
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..metrics.leakage import estimate
 from ..metrics.rates import proportion
-from .faithful import FaithfulRun
+from .faithful import FaithfulRun, parse_learnt
 from .traffic import KNOWN
 
 SECONDS_PER_DAY = 86_400.0
@@ -27,7 +27,7 @@ def server_features(run: FaithfulRun) -> dict[str, np.ndarray]:
     index = {name: i for i, name in enumerate(ids)}
     n = len(ids)
     f = {k: np.zeros(n) for k in ("messages_sent", "vouchers", "bytes_sent", "blob_uploads", "blob_bytes",
-                                  "match_events", "reveal_events", "night_share")}
+                                  "match_events", "opened_events", "reveal_events", "night_share")}
     night = np.zeros(n)
     for ev in run.relay.view:
         if ev.sender not in index:
@@ -44,19 +44,14 @@ def server_features(run: FaithfulRun) -> dict[str, np.ndarray]:
             f["blob_uploads"][i] += 1
             f["blob_bytes"][i] += ev.size
         elif ev.kind == "match":
-            f["match_events"][i] += _positive_match(ev.data)
+            learnt = parse_learnt(ev.data)
+            f["match_events"][i] += learnt.get("is_match", 0)
+            f["opened_events"][i] += learnt.get("opened", 0)
         elif ev.kind == "reveal":
             f["reveal_events"][i] += 1
     with np.errstate(invalid="ignore", divide="ignore"):
         f["night_share"] = np.where(f["messages_sent"] > 0, night / np.maximum(f["messages_sent"], 1), 0.0)
     return f
-
-
-def _positive_match(data: bytes | None) -> int:
-    """A 'match' event's data is what the server learnt: b'1'/b'True' for a match."""
-    if not data:
-        return 0
-    return int(data.strip() in (b"1", b"True", b"match"))
 
 
 def compute_metrics(run: FaithfulRun) -> dict[str, Any]:

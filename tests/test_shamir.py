@@ -1,0 +1,115 @@
+"""Shamir sharing over the edwards25519 scalar field, and the detectable hash."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from e2escan.crypto import group as g
+from e2escan.crypto import shamir as sh
+from e2escan.errors import SecretSharingError
+
+SLOW = settings(max_examples=25, deadline=None)
+
+
+@SLOW
+@given(st.integers(1, 6), st.integers(0, 4), st.randoms(use_true_random=False))
+def test_any_t_of_n_shares_reconstruct(t: int, extra: int, rnd: random.Random) -> None:
+    n = t + extra
+    secret = g.random_scalar()
+    shares = sh.split(secret, t, n)
+    subset = rnd.sample(shares, t)
+    assert sh.reconstruct(subset, t) == secret
+    # More than t consistent shares reconstruct too (and pass the consistency check).
+    assert sh.reconstruct(rnd.sample(shares, n), t) == secret
+
+
+@SLOW
+@given(st.integers(2, 6), st.randoms(use_true_random=False))
+def test_t_minus_1_shares_are_consistent_with_every_candidate_secret(t: int, rnd: random.Random) -> None:
+    secret = g.random_scalar()
+    shares = rnd.sample(sh.split(secret, t, t + 2), t - 1)
+    for candidate in (g.random_scalar(), g.SCALAR_ZERO, secret):
+        # The polynomial through the t-1 shares and (0, candidate) has degree t-1 ...
+        point = sh.Share.__new__(sh.Share)
+        object.__setattr__(point, "x", g.SCALAR_ZERO)
+        object.__setattr__(point, "y", candidate)
+        coefficients = sh.interpolate_polynomial([*shares, point])
+        assert len(coefficients) == t
+        assert coefficients[0] == candidate
+        # ... and passes through every one of the t-1 shares: they cannot rule the candidate out.
+        assert all(sh.evaluate_polynomial(coefficients, s.x) == s.y for s in shares)
+
+
+@SLOW
+@given(st.integers(1, 5), st.integers(1, 3), st.data())
+def test_wrong_shares_are_detected(t: int, extra: int, data: st.DataObject) -> None:
+    shares = sh.split(g.random_scalar(), t, t + extra)
+    bad_index = data.draw(st.integers(t, t + extra - 1))
+    forged = list(shares)
+    forged[bad_index] = sh.Share(shares[bad_index].x, g.scalar_add(shares[bad_index].y, g.SCALAR_ONE))
+    assert sh.find_inconsistent(forged, t) == [bad_index]
+    with pytest.raises(SecretSharingError, match=f"share {bad_index}"):
+        sh.reconstruct(forged, t)
+
+
+def test_too_few_and_duplicate_shares() -> None:
+    shares = sh.split(g.random_scalar(), 3, 5)
+    with pytest.raises(SecretSharingError, match="at least 3"):
+        sh.reconstruct(shares[:2], 3)
+    with pytest.raises(SecretSharingError, match="same x"):
+        sh.reconstruct([shares[0], shares[0], shares[1]], 3)
+    with pytest.raises(SecretSharingError, match="threshold"):
+        sh.split(g.random_scalar(), 4, 3)
+
+
+def test_share_validation_and_bytes_round_trip() -> None:
+    s = sh.split(g.random_scalar(), 2, 2)[0]
+    assert sh.Share.from_bytes(s.to_bytes()) == s
+    with pytest.raises(SecretSharingError, match="nonzero"):
+        sh.Share(g.SCALAR_ZERO, g.SCALAR_ONE)
+    with pytest.raises(SecretSharingError, match="non-canonical"):
+        sh.Share(g.SCALAR_ONE, g.ELL.to_bytes(32, "little"))
+
+
+def test_interpolated_polynomial_matches_lagrange_at_every_point() -> None:
+    poly = sh.SharingPolynomial.random(g.random_scalar(), 5)
+    shares = [poly.share(g.random_scalar()) for _ in range(5)]
+    coefficients = sh.interpolate_polynomial(shares)
+    assert coefficients[0] == poly.secret
+    x = g.random_scalar()
+    assert sh.evaluate_polynomial(coefficients, x) == poly.evaluate(x) == sh.interpolate_at(shares, x)
+
+
+def _rows(dh: sh.DetectableHash, genuine: int, synthetic: int, rnd: random.Random):
+    rows = [(x, dh.evaluate(x)) for x in (g.random_scalar() for _ in range(genuine))]
+    rows += [(g.random_scalar(), tuple(g.random_scalar() for _ in range(dh.width))) for _ in range(synthetic)]
+    order = list(range(len(rows)))
+    rnd.shuffle(order)
+    shuffled = [rows[i] for i in order]
+    genuine_at = frozenset(j for j, i in enumerate(order) if i < genuine)
+    return shuffled, genuine_at
+
+
+@SLOW
+@given(st.integers(2, 7), st.integers(1, 6), st.data())
+def test_detectable_hash_finds_exactly_the_genuine_rows_at_threshold(t: int, width: int, data: st.DataObject) -> None:
+    # Degree t - 2: t genuine rows are detectable, t - 1 are not.
+    dh = sh.DetectableHash.random(t - 2, width)
+    synthetic = data.draw(st.integers(0, width))
+    genuine = data.draw(st.integers(t, t + 3))
+    rnd = data.draw(st.randoms(use_true_random=False))
+    rows, genuine_at = _rows(dh, genuine, synthetic, rnd)
+    assert sh.detect_genuine(rows, t - 2) == genuine_at
+    below, _ = _rows(dh, t - 1, synthetic, rnd)
+    assert sh.detect_genuine(below, t - 2) == frozenset()
+
+
+def test_detect_genuine_rejects_duplicate_x() -> None:
+    dh = sh.DetectableHash.random(1, 2)
+    x = g.random_scalar()
+    with pytest.raises(SecretSharingError, match="distinct"):
+        sh.detect_genuine([(x, dh.evaluate(x)), (x, dh.evaluate(x))], 1)
