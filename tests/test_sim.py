@@ -191,3 +191,24 @@ def test_real_tpsi_ad_is_deterministic_despite_os_randomness():
     b = compute_metrics(run_faithful(s, cache_dir=None))
     assert a == b
     assert a["per_image"]["images"] > 0
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"protocol.params": {"treshold": 3}}, "protocol.params: unknown key 'treshold' for tpsi-ad; allowed keys: threshold"),
+        ({"protocol.name": "tpsi"}, "protocol.name: unknown protocol 'tpsi'; registered: plaintext"),
+        ({"hasher.params": {"hash_sise": 8}}, "hasher 'pdq' has no parameter 'hash_sise'"),
+        ({"protocol.params": {"threshold": 0}}, "protocol.params: tpsi-ad.threshold = 0 is out of range"),
+    ],
+)
+def test_protocol_and_hasher_parameters_are_validated_before_a_run(tmp_path, override, message):
+    from e2escan.sim.scenario import resolve_scenario, validate_components
+
+    s = Scenario.load(resolve_scenario("quickstart")).with_overrides(**override)
+    with pytest.raises(ScenarioError) as info:
+        validate_components(s)
+    assert message in str(info.value)
+    with pytest.raises(ScenarioError):
+        run_scenario(s, tmp_path / "never")
+    assert not (tmp_path / "never").exists()

@@ -29,7 +29,7 @@ from ..results import atomic_write_text, provenance, write_csv, write_json, writ
 from .config import to_dict
 from .faithful import run_faithful
 from .measure import compute_metrics, cost_metrics
-from .scenario import Scenario
+from .scenario import Scenario, validate_components
 
 
 def scenario_digest(scenario: Scenario) -> str:
@@ -144,6 +144,8 @@ def run_scenario(
     """Run every replicate (skipping finished ones when resuming) and write the aggregate folder."""
     out = Path(out_dir)
     started = time.perf_counter()
+    if protocol is None:
+        validate_components(scenario)
     digest = scenario_digest(scenario)
     marker = out / "scenario.toml"
     if resume and marker.exists():

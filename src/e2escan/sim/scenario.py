@@ -150,9 +150,11 @@ class Scenario:
     def load(cls, path: str | Path) -> Scenario:
         data = load_toml(path)
         try:
-            return from_dict(cls, data)
+            scenario = from_dict(cls, data)
+            validate_components(scenario)
         except ScenarioError as exc:
             raise ScenarioError(f"{path}: {exc}") from None
+        return scenario
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -163,6 +165,41 @@ class Scenario:
         for key, value in dotted.items():
             data = set_path(data, key, value)
         return Scenario.from_dict(data)
+
+
+def validate_components(scenario: Scenario) -> None:
+    """Check the hasher and protocol names and parameters against their registries.
+
+    Done when a scenario file is loaded and before a run starts, so a misspelt
+    parameter fails before any work, with the dotted key in the message.
+    """
+    from ..errors import E2escanError
+    from ..hashing import get_hasher
+    from ..protocols import get_protocol
+
+    try:
+        get_hasher(scenario.hasher.name, **scenario.hasher.params)
+    except TypeError as exc:
+        raise ScenarioError(f"hasher.params: {exc}") from None
+    except E2escanError as exc:
+        raise ScenarioError(f"hasher: {exc}") from None
+    try:
+        proto = get_protocol(scenario.protocol.name)
+    except E2escanError as exc:
+        raise ScenarioError(f"protocol.name: {exc}") from None
+    allowed = [f.name for f in dataclasses.fields(proto.Params) if f.init]
+    unknown = sorted(set(scenario.protocol.params) - set(allowed))
+    if unknown:
+        raise ScenarioError(
+            f"protocol.params: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for "
+            f"{scenario.protocol.name}; allowed keys: {', '.join(allowed)}"
+        )
+    try:
+        proto.Params(**scenario.protocol.params)
+    except TypeError as exc:
+        raise ScenarioError(f"protocol.params: {exc}") from None
+    except E2escanError as exc:
+        raise ScenarioError(f"protocol.params: {exc}") from None
 
 
 def shipped_scenarios_dir() -> Path:
