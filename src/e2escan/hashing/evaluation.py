@@ -229,8 +229,8 @@ class HashEvalResult:
             "target_fprs": list(self.target_fprs),
             "fpr_extrapolation": (
                 "normal model fitted by weighted least squares to the probit of the empirical CDF of "
-                "unrelated-pair distances over its lower tail (F <= 0.1, >= 10 pairs), continuity-corrected; "
-                "see e2escan.hashing.thresholds"
+                "unrelated-pair distances over its lower tail (F <= 0.01, widened to 0.03 or 0.1 if fewer than 6 "
+                "points; >= 10 pairs), continuity-corrected; see e2escan.hashing.thresholds"
             ),
             "hashers": hashers,
             **self.extra,

@@ -331,7 +331,7 @@ class HammingIndex:
         if mode == "faiss":
             self._faiss_index = self._build_faiss()
 
-    # -- construction helpers ----------------------------------------------------------
+    # -- construction ----------------------------------------------------------
 
     def _to_words(self, data: np.ndarray) -> np.ndarray:
         """Pad each hash to whole 64-bit words (zero padding never changes a distance)."""

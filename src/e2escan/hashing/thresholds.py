@@ -15,17 +15,22 @@ The FPR of threshold ``t`` is ``F(t) = P(D <= t)`` for the Hamming distance
     straight line, ``Phi^-1(F(t)) = a + b * (t + 0.5)`` (``+ 0.5``: continuity
     correction for integer distances). We fit ``a`` and ``b`` by weighted least
     squares over the tail points with ``min_fraction <= F(t) <= max_fraction``
-    and at least ``min_count`` pairs at or below ``t``; each point is weighted
+    (by default ``max_fraction`` is 0.01, widened to 0.03 or 0.1 only if fewer
+    than 6 thresholds qualify) and at least ``min_count`` pairs at or below
+    ``t``; each point is weighted
     by the inverse of its delta-method variance ``F(1 - F) / (n * phi(z)**2)``.
     The threshold for target ``p`` is the largest integer ``t`` with
     ``Phi(a + b * (t + 0.5)) <= p``.
 
     The fit assumes the lower tail keeps the curvature of a normal beyond
     the data. For hashes whose bits are nearly independent (distance close to
-    Binomial(bits, 1/2)) that holds well; correlated bits (as in real photo
-    corpora) give heavier lower tails, which the tail-only fit follows better
-    than a fit of the whole distribution would. Extrapolations several decades
-    below ``1 / n_pairs`` remain model statements, not measurements.
+    Binomial(bits, 1/2)) that holds well (tested). Correlated bits and rare
+    structurally similar pairs make real lower tails heavier than normal; a
+    fit confined to the far tail follows them better than a fit of the whole
+    distribution, but can still place the threshold a few bits too high (too
+    permissive) when extrapolating: compare with ``empirical_threshold``
+    wherever the sample can measure the target. Extrapolations several
+    decades below ``1 / n_pairs`` remain model statements, not measurements.
 """
 
 from __future__ import annotations
@@ -106,24 +111,39 @@ class TailFit:
         return max(-1, min(t, self.max_distance))
 
 
+#: Upper ends of the tail window tried in turn; the first leaving enough points is used.
+TAIL_WINDOWS: tuple[float, ...] = (0.01, 0.03, 0.1)
+
+
 def fit_lower_tail(
     counts: np.ndarray,
     *,
     min_fraction: float | None = None,
-    max_fraction: float = 0.1,
+    max_fraction: float | None = None,
     min_count: int = 10,
+    min_points: int = 6,
 ) -> TailFit:
     """Fit :class:`TailFit` to a histogram of unrelated-pair distances (``counts[d]`` pairs at distance ``d``).
 
-    ``min_fraction`` defaults to ``min_count / n_pairs``. Falls back to the
-    sample mean and standard deviation (``method="moments"``) when fewer than
-    two tail points qualify, e.g. for a tiny sample.
+    The window is ``min_fraction <= F(t) <= max_fraction``. ``min_fraction``
+    defaults to ``min_count / n_pairs``; ``max_fraction`` defaults to the first
+    of :data:`TAIL_WINDOWS` that leaves ``min_points`` thresholds, because the
+    farther into the tail the fit stays, the better it follows a tail that is
+    heavier than normal (the case for real hashes; see the module docstring).
+    Falls back to the sample mean and standard deviation (``method="moments"``)
+    when fewer than two tail points qualify, e.g. for a tiny sample.
     """
     cdf, n = cdf_from_counts(counts)
     cum = np.cumsum(np.asarray(counts, dtype=np.int64))
     lo = min_count / n if min_fraction is None else min_fraction
     t = np.arange(cdf.size)
-    use = (cdf >= lo) & (cdf <= max_fraction) & (cum >= min_count) & (cdf < 1.0)
+    base = (cdf >= lo) & (cum >= min_count) & (cdf < 1.0)
+    windows = TAIL_WINDOWS if max_fraction is None else (max_fraction,)
+    use = base & (cdf <= windows[-1])
+    for hi in windows:
+        if (base & (cdf <= hi)).sum() >= min_points:
+            use = base & (cdf <= hi)
+            break
     max_distance = cdf.size - 1
     if use.sum() >= 2:
         f = cdf[use]
