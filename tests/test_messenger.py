@@ -255,3 +255,21 @@ def test_decoders_never_crash_on_garbage(blob):
             decode(blob)
         except DecodeError:
             pass
+
+
+@given(st.integers(0, 10**7))
+def test_attachment_padding_buckets(n):
+    from e2escan.messenger.attachments import padded_size
+
+    p = padded_size(n)
+    assert p >= n and p >= 541
+    assert n <= 541 or p <= n * 1.05 + 1
+
+
+def test_padded_attachment_sizes_hide_exact_lengths():
+    relay = Relay()
+    alice, bob = Device.register("alice", relay), Device.register("bob", relay)
+    for size in (1000, 1010, 1020):  # the same bucket
+        alice.send("bob", b"x", attachment=random_bytes(size))
+    assert [len(m.attachment) for m in bob.receive()] == [1000, 1010, 1020]
+    assert len({ev.size for ev in relay.view.events("blob_upload")}) == 1
