@@ -42,7 +42,7 @@ EVENT_KINDS = (
     "register",  # a device published its bundle (data: the bundle)
     "prekeys",  # a device uploaded more one-time prekeys (data: the keys)
     "bundle",  # someone fetched a device's bundle (sender: who asked; data: the bundle handed out)
-    "blob_upload",  # data: the encrypted blob
+    "blob_upload",  # data: the encrypted blob (stored once, in the blob store; ref: its row)
     "blob_download",  # ref: none; data: blob id
     "submit",  # a message was queued (data: the envelope, ref: message id)
     "voucher",  # a scanning voucher arrived with a message (data: the voucher, ref: message id)
@@ -93,12 +93,16 @@ class ServerView:
     def events(self, kind: str | None = None) -> Iterator[ViewEvent]:
         if kind is not None and kind not in EVENT_KINDS:
             raise RelayError(f"unknown ServerView event kind {kind!r}; known: {', '.join(EVENT_KINDS)}")
-        sql = "SELECT seq, kind, at, sender, recipient, size, data, ref FROM view"
+        # An uploaded blob's bytes live once, in the blob store; its view event points at them.
+        sql = (
+            "SELECT v.seq, v.kind, v.at, v.sender, v.recipient, v.size, COALESCE(v.data, b.data), v.ref FROM view v "
+            "LEFT JOIN blobs b ON v.kind = 'blob_upload' AND b.rowid = v.ref"
+        )
         args: tuple = ()
         if kind is not None:
-            sql += " WHERE kind = ?"
+            sql += " WHERE v.kind = ?"
             args = (kind,)
-        for row in self._relay._query_all(sql + " ORDER BY seq", args):
+        for row in self._relay._query_all(sql + " ORDER BY v.seq", args):
             yield ViewEvent(*row)
 
     def total_bytes(self) -> int:
@@ -212,8 +216,10 @@ class Relay:
         blob_id = random_bytes(BLOB_ID)
         with self._transaction():
             self._require_device(uploader)
-            self._db.execute("INSERT INTO blobs VALUES (?, ?, ?, ?)", (blob_id, bytes(blob), uploader, float(self.clock())))
-            self._log("blob_upload", uploader, None, bytes(blob))
+            cur = self._db.execute(
+                "INSERT INTO blobs VALUES (?, ?, ?, ?)", (blob_id, bytes(blob), uploader, float(self.clock()))
+            )
+            self._log("blob_upload", uploader, None, None, ref=int(cur.lastrowid), size=len(blob))
         return blob_id
 
     def get_blob(self, requester: str, blob_id: bytes) -> bytes:
