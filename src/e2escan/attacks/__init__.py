@@ -1,5 +1,7 @@
-"""Attacks on perceptual-hash scanning (placeholder while the package is assembled)."""
+"""Attacks on perceptual-hash scanning: detection avoidance, false-flag collisions, poisoning, protocol leakage."""
 
+from .collision import CollisionResult, collide, targeted_flag_probability
+from .evasion import BlackBoxParams, EvasionResult, evade, whitebox_supported
 from .poisoning import (
     EVERYDAY_EDITS,
     PoisoningExperiment,
@@ -19,15 +21,21 @@ from .protocol_leakage import (
     split_view,
     voucher_side_channels,
 )
-from .quality import psnr, ssim
+from .quality import SsimReference, psnr, ssim
 
 __all__ = [
     "EVERYDAY_EDITS",
+    "BlackBoxParams",
+    "CollisionResult",
+    "EvasionResult",
     "PoisoningExperiment",
     "ProtocolUnderTest",
+    "SsimReference",
     "audit_digests",
     "choose_poison",
+    "collide",
     "estimate_true_matches",
+    "evade",
     "minimal_split_view",
     "opened_count_test",
     "psnr",
@@ -38,5 +46,7 @@ __all__ = [
     "run_voucher_counting",
     "split_view",
     "ssim",
+    "targeted_flag_probability",
     "voucher_side_channels",
+    "whitebox_supported",
 ]

@@ -18,6 +18,7 @@ from ..errors import E2escanError
 # Module names under e2escan.cli, in the order they appear in --help.
 COMMANDS: tuple[str, ...] = (
     "run",
+    "sweep",
     "scenarios",
     "compare",
     "calibrate",

@@ -88,7 +88,16 @@ class ContentSource:
 
     def render(self, ref: ImageRef) -> bytes:
         """The attachment bytes a device sends: the transformed image, encoded."""
-        image = chain_for(ref.transform).apply(self._base(ref.kind, ref.index), np.random.default_rng(ref.transform_seed)).image
+        return self.encode(self.render_image(ref))
+
+    def render_image(self, ref: ImageRef) -> Image.Image:
+        """The transformed image before encoding."""
+        return chain_for(ref.transform).apply(self._base(ref.kind, ref.index), np.random.default_rng(ref.transform_seed)).image
+
+    def popular_image(self, index: int) -> Image.Image:
+        return self._base(POPULAR, index)
+
+    def encode(self, image: Image.Image) -> bytes:
         buf = io.BytesIO()
         if self.cfg.encoding == "jpeg":
             image.convert("RGB").save(buf, format="JPEG", quality=90)

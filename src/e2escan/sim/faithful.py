@@ -34,10 +34,10 @@ from .hashcache import HashCache, default_cache_dir
 from .population import build_population
 from .review import Case, ReviewQueue
 from .scenario import Scenario
-from .traffic import ImageRef, PlannedMessage, TrafficPlanner
+from .traffic import POPULAR, ImageRef, PlannedMessage, TrafficPlanner
 
 PAYLOAD_BYTES = 1024  # visual derivative, padded to a fixed size so its length says nothing
-COMPONENTS = ("population", "traffic", "content", "review", "leakage", "protocol")
+COMPONENTS = ("population", "traffic", "content", "review", "leakage", "protocol", "attacks")
 
 
 class SimulatedClock:
@@ -62,6 +62,8 @@ class ImageRecord:
     oracle_match: bool  # does the protocol's plaintext matcher count this image as a match?
     voucher_bytes: int
     message_id: int
+    attacked: bool = False  # perturbed by the evasion attack before sending
+    target: bool = False  # the poisoning adversary's target image
 
 
 @dataclass
@@ -98,6 +100,7 @@ class FaithfulRun:
     database_size: int
     hasher_spec: str
     protocol_name: str
+    poison_entries: int = 0
 
 
 def spawn_streams(scenario: Scenario, replicate: int) -> dict[str, np.random.Generator]:
@@ -234,6 +237,11 @@ def run_faithful(
         raise ScenarioError(f"hasher.params: {exc}") from None
     content = ContentSource(scenario.content, scenario.traffic, streams["content"])
     database = HashArray.from_hashes(hasher.hash(img) for img in content.known_images())
+    poison_entries = 0
+    if scenario.attacks.poisoning is not None:
+        poison = poison_hashes(scenario, content, hasher, streams["attacks"])
+        poison_entries = len(poison)
+        database = HashArray(np.concatenate([database.data, poison.data]))
 
     if protocol is None:
         from ..protocols import get_protocol
@@ -279,6 +287,7 @@ def run_faithful(
     ]
     index_of = {name: i for i, name in enumerate(pop.ids)}
     review = ReviewQueue(scenario.review, streams["review"])
+    attack = _AttackContext(scenario, hasher, streams["attacks"])
     images: list[ImageRecord] = []
     known_uids: set[int] = set()
     flags: dict[int, int] = {}
@@ -292,7 +301,8 @@ def run_faithful(
         day_images = 0
         for msg in plan:
             clock.now = msg.at
-            _send(msg, devices, content, scanners[msg.sender], images, known_uids, matcher, costs, relay, touched)
+            _send(msg, devices, content, scanners[msg.sender], images, known_uids, matcher, costs, relay, touched,
+                  attack)
             day_images += msg.image is not None
             if progress:
                 progress(1)
@@ -336,10 +346,60 @@ def run_faithful(
         scenario, replicate, pop, relay, images, flags, dict(revealed), review.decisions, daily, costs,
         review.backlog, cache.hits, threshold,
         {"setup_s": t_days - t_start, "days_s": time.perf_counter() - t_days}, streams["leakage"], len(database), hasher.spec, scenario.protocol.name,
+        poison_entries,
     )
 
 
-def _send(msg: PlannedMessage, devices, content, scanner, images, known_uids, matcher, costs, relay, touched) -> None:
+class _AttackContext:
+    """Applies the scenario's content attacks to images about to be sent."""
+
+    def __init__(self, scenario: Scenario, hasher, rng: np.random.Generator) -> None:
+        self.evasion = scenario.attacks.evasion
+        self.target = scenario.attacks.poisoning.target if scenario.attacks.poisoning else None
+        self.hasher = hasher
+        self.rng = rng
+
+    def apply(self, ref: ImageRef, content: ContentSource) -> tuple[bytes, bool]:
+        ev = self.evasion
+        if ev is None or not ref.known or self.rng.random() >= ev.share:
+            return content.render(ref), False
+        from ..attacks.evasion import evade
+
+        result = evade(content.render_image(ref), self.hasher, min_distance=ev.min_distance, max_queries=ev.max_queries,
+                       min_ssim=ev.min_ssim, rng=self.rng, method=ev.method)
+        return content.encode(result.image), True
+
+    def is_target(self, ref: ImageRef) -> bool:
+        return self.target is not None and ref.kind == POPULAR and ref.index == self.target
+
+
+def poison_hashes(scenario: Scenario, content: ContentSource, hasher, rng: np.random.Generator) -> HashArray:
+    """The adversary's entries: hashes of the target image as it circulates (the scenario's edits).
+
+    ``fraction`` is the adversary's share of the final database, so
+    ``n = round(f * D / (1 - f))`` entries join ``D`` genuine ones (at least 1).
+    The first is the untouched target; the rest are edited copies drawn from the
+    scenario's transformation mix, each encoded as attachments are.
+    """
+    from .calibration import encode_decode
+    from .content import chain_for
+
+    cfg = scenario.attacks.poisoning
+    d = scenario.content.database_size
+    n = max(1, round(cfg.fraction * d / (1 - cfg.fraction)))
+    target = content.popular_image(cfg.target)
+    weights = np.array([t.weight for t in scenario.content.transforms], dtype=float)
+    specs = [t.spec for t in scenario.content.transforms]
+    hashes = [hasher.hash(encode_decode(target, scenario.content.encoding))]
+    while len(hashes) < n:
+        spec = specs[int(rng.choice(len(specs), p=weights / weights.sum()))]
+        edited = chain_for(spec).apply(target, rng).image
+        hashes.append(hasher.hash(encode_decode(edited, scenario.content.encoding)))
+    return HashArray.from_hashes(hashes)
+
+
+def _send(msg: PlannedMessage, devices, content, scanner, images, known_uids, matcher, costs, relay, touched,
+          attack: _AttackContext) -> None:
     sender = devices[msg.sender]
     body = f"message from {sender.device_id} at {msg.at:.0f}".encode()
     recipients = [devices[r].device_id for r in msg.recipients]
@@ -347,14 +407,15 @@ def _send(msg: PlannedMessage, devices, content, scanner, images, known_uids, ma
         ids = sender.send_group(recipients, body)
         return
     ref = msg.image
-    attachment = content.render(ref)
+    attachment, attacked = attack.apply(ref, content)
     scanner.current = ref
     ids = sender.send_group(recipients, body, attachment)
     scanner.current = None
     h = scanner.last_hash
     match, distance = matcher(h)
     images.append(
-        ImageRecord(ref.uid, msg.day, msg.sender, ref.kind, ref.transform, h.hex, distance, match, scanner.last_voucher_len, ids[0])
+        ImageRecord(ref.uid, msg.day, msg.sender, ref.kind, ref.transform, h.hex, distance, match,
+                    scanner.last_voucher_len, ids[0], attacked, attack.is_target(ref))
     )
     if ref.known:
         known_uids.add(ref.uid)

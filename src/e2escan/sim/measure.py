@@ -115,11 +115,39 @@ def compute_metrics(run: FaithfulRun) -> dict[str, Any]:
         "per_image": per_image,
         "accounts": accounts,
         "review": review,
+        "attacks": attack_metrics(run),
         "leakage": leakage_metrics(run, flagged),
         "threshold": run.threshold,
         "database_size": run.database_size,
         "per_account_rows": _account_rows(run, images_per_account, known, sender, matches_per_account, flagged, confirmed, first_known_day, confirm_day),
     }
+
+
+def attack_metrics(run: FaithfulRun) -> dict[str, Any]:
+    """Outcomes of the scenario's attacks, from ground truth and the reveals."""
+    out: dict[str, Any] = {}
+    s = run.scenario
+    if s.attacks.evasion is not None:
+        attacked = [r for r in run.images if r.attacked]
+        out["evasion"] = {
+            "images_attacked": len(attacked),
+            "evaded": proportion(sum(not r.oracle_match for r in attacked), len(attacked)).as_dict(),
+            "min_distance": s.attacks.evasion.min_distance,
+            "min_ssim": s.attacks.evasion.min_ssim,
+            "max_queries": s.attacks.evasion.max_queries,
+        }
+    if s.attacks.poisoning is not None:
+        target_uids = {r.uid for r in run.images if r.target}
+        holders = {r.sender for r in run.images if r.target}
+        found = {acct for acct, uids in run.revealed.items() if uids & target_uids}
+        out["poisoning"] = {
+            "poison_entries": run.poison_entries,
+            "database_entries": run.database_size,
+            "target_images_sent": len(target_uids),
+            "target_images_matching": proportion(sum(r.oracle_match for r in run.images if r.target), len(target_uids)).as_dict(),
+            "holders_revealed": proportion(len(found & holders), len(holders)).as_dict(),
+        }
+    return out
 
 
 def _account_rows(run, images_per_account, known, sender, matches, flagged, confirmed, first_known, confirm_day):

@@ -114,7 +114,7 @@ def run_replicate(scenario: Scenario, replicate: int, out_dir: Path, progress: C
         write_csv(tmp / "accounts.csv", rows)
         write_csv(tmp / "images.csv", [vars(r) for r in run.images],
                   fieldnames=["uid", "day", "sender", "kind", "transform", "hash_hex", "distance", "oracle_match",
-                              "voucher_bytes", "message_id"])
+                              "voucher_bytes", "message_id", "attacked", "target"])
     summary = {"replicate": replicate, "engine": scenario.engine, "metrics": metrics, "costs": costs, "daily": daily}
     write_json(tmp / "summary.json", summary)
     write_csv(tmp / "match_histogram.csv", histogram)
@@ -140,6 +140,7 @@ def run_scenario(
     progress_factory: Callable[[int, str], Any] | None = None,
     cache_dir: Any = "default",
     protocol: Any = None,
+    figures: bool = True,
 ) -> dict[str, Any]:
     """Run every replicate (skipping finished ones when resuming) and write the aggregate folder."""
     out = Path(out_dir)
@@ -167,7 +168,7 @@ def run_scenario(
             if bar:
                 bar.close()
     summary = aggregate(scenario, summaries)
-    _write_aggregate(out, scenario, summary, summaries, started)
+    _write_aggregate(out, scenario, summary, summaries, started, figures)
     return summary
 
 
@@ -206,6 +207,7 @@ def aggregate(scenario: Scenario, summaries: list[dict[str, Any]]) -> dict[str, 
         "database_size": m0["database_size"],
         "leakage": _leakage_summary(summaries),
         **({"model": m0["model"]} if "model" in m0 else {}),
+        **({"attacks": _attacks_summary(summaries)} if m0.get("attacks") else {}),
     }
     costs = {k: _mean([s["costs"][k] for s in summaries]) if isinstance(summaries[0]["costs"][k], (int, float)) else summaries[0]["costs"][k]
              for k in summaries[0]["costs"]}
@@ -222,6 +224,24 @@ def aggregate(scenario: Scenario, summaries: list[dict[str, Any]]) -> dict[str, 
         "costs": costs,
         **{f"provenance_{k}": v for k, v in provenance().items() if k in ("version", "git_commit")},
     }
+
+
+def _attacks_summary(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Attack outcomes pooled over replicates (proportions from pooled counts)."""
+    out: dict[str, Any] = {}
+    for attack, entries in summaries[0]["metrics"]["attacks"].items():
+        pooled = {}
+        for key, value in entries.items():
+            if isinstance(value, dict) and {"count", "of"} <= set(value):
+                k = sum(s["metrics"]["attacks"][attack][key]["count"] for s in summaries)
+                n = sum(s["metrics"]["attacks"][attack][key]["of"] for s in summaries)
+                pooled[key] = proportion(k, n).as_dict()
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                pooled[key] = sum(s["metrics"]["attacks"][attack][key] for s in summaries)
+            else:
+                pooled[key] = value
+        out[attack] = pooled
+    return out
 
 
 def _mean(xs: list) -> float | None:
@@ -265,7 +285,8 @@ def metrics_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _write_aggregate(out: Path, scenario: Scenario, summary: dict, summaries: list[dict], started: float) -> None:
+def _write_aggregate(out: Path, scenario: Scenario, summary: dict, summaries: list[dict], started: float,
+                     figures: bool = True) -> None:
     from ..report.figures import scenario_figures
 
     write_json(out / "summary.json", summary)
@@ -273,6 +294,7 @@ def _write_aggregate(out: Path, scenario: Scenario, summary: dict, summaries: li
     write_csv(out / "daily.csv", [{"replicate": s["replicate"], **d} for s in summaries for d in s["daily"]])
     write_csv(out / "leakage.csv", summary["metrics"]["leakage"])
     write_csv(out / "costs.csv", [{"cost": k, "value": v} for k, v in summary["costs"].items()])
-    scenario_figures(out, summary, summaries)
+    if figures:
+        scenario_figures(out, summary, summaries)
     write_manifest(out, command="e2escan run", seed=scenario.seed, config=to_dict(scenario), started=started,
                    extra={"replicates": len(summaries), "scenario_digest": scenario_digest(scenario)})

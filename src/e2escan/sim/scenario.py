@@ -107,6 +107,33 @@ class MessengerConfig:
 
 
 @dataclass(frozen=True)
+class EvasionAttack:
+    """Offenders perturb known images before sending (Jain, Cretu, de Montjoye, USENIX Security 2022)."""
+
+    share: float = option(1.0, doc="share of offenders' known images that are perturbed", range=(0.0, 1.0))
+    min_distance: int = option(
+        32, doc="Hamming distance from the original the attack aims for (the detection radius + 1)", range=(1, None)
+    )
+    max_queries: int = option(200, doc="hash computations the attacker may spend per image", range=(1, None))
+    min_ssim: float = option(0.9, doc="image quality bound: SSIM with the original at least this", range=(0.0, 1.0))
+    method: str = option("blackbox", doc="'blackbox' (any hasher) or 'whitebox' (pHash, PDQ)", choices=("blackbox", "whitebox"))
+
+
+@dataclass(frozen=True)
+class PoisoningAttack:
+    """An adversary controls database entries to find who holds a non-abuse target image (Hooda et al. 2022)."""
+
+    fraction: float = option(0.05, doc="share of the (final) database the adversary controls", range=(0.0, 0.99))
+    target: int = option(0, doc="index of the popular innocent image the adversary looks for", range=(0, None))
+
+
+@dataclass(frozen=True)
+class Attacks:
+    evasion: EvasionAttack | None = option(None, doc="detection avoidance by offenders (a table enables it)")
+    poisoning: PoisoningAttack | None = option(None, doc="database poisoning with a target image (a table enables it)")
+
+
+@dataclass(frozen=True)
 class StatisticalConfig:
     calibration: str = option(
         "calibration/pdq-png-128.json",
@@ -141,6 +168,17 @@ class Scenario:
     review: Review = option(default_factory=Review)
     messenger: MessengerConfig = option(default_factory=MessengerConfig)
     statistical: StatisticalConfig = option(default_factory=StatisticalConfig)
+    attacks: Attacks = option(default_factory=Attacks)
+
+    def __post_init__(self) -> None:
+        poisoning = self.attacks.poisoning
+        if poisoning is not None and poisoning.target >= self.traffic.popular_images:
+            raise ScenarioError(
+                f"attacks.poisoning.target: {poisoning.target} must be below traffic.popular_images "
+                f"({self.traffic.popular_images})"
+            )
+        if self.engine == "statistical" and (self.attacks.evasion or self.attacks.poisoning):
+            raise ScenarioError("attacks: the statistical path models no attacks; use engine = 'faithful'")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scenario:

@@ -37,6 +37,15 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("days to detection (mean)", "-" if ac["days_to_detection_mean"] is None else f"{ac['days_to_detection_mean']:.2f}", ""),
         ("review cases / reviewer hours", f"{rv['cases_reviewed']:,}", f"{rv['reviewer_hours']:.1f} h, backlog {rv['backlog_at_end']:,}"),
     ]
+    att = m.get("attacks") or {}
+    if "evasion" in att:
+        e = att["evasion"]
+        rows.append(("evasion: attacked known images missed", _rate(e["evaded"]),
+                     f"{_ci(e['evaded'])}; target distance {e['min_distance']}, SSIM >= {e['min_ssim']}"))
+    if "poisoning" in att:
+        p = att["poisoning"]
+        rows.append(("poisoning: holders of the target revealed", _rate(p["holders_revealed"]),
+                     f"{_ci(p['holders_revealed'])}; {p['poison_entries']} of {p['database_entries']} entries poisoned"))
     leak = [r for r in m["leakage"] if r["scope"] == "accounts not flagged"]
     if leak:
         top = max(leak, key=lambda r: r["advantage"] - r["chance_advantage"])

@@ -1,0 +1,203 @@
+"""False flags by collision: craft innocent-looking images whose hashes match database entries.
+
+An attacker who knows (or guesses) a database hash perturbs an innocent
+image until its hash lies within the match radius of that hash, a targeted
+second preimage in the sense of Struppek et al. (NeuralHash, FAccT 2022) and
+Prokos et al. ("Squint Hard Enough", USENIX Security 2023, PDQ and
+PhotoDNA). Sent to a target whose images are scanned, each such image counts
+as a match; enough of them push the target's account over the reporting
+threshold. :func:`collide` crafts one image; :func:`targeted_flag_probability`
+turns a per-image success rate into the probability that a targeted account
+is flagged.
+
+:func:`collide` reuses the search of :mod:`e2escan.attacks.evasion` with the
+objective "minus the Hamming distance to the target": the black-box NES
+search by default, or the white-box DCT model for pHash and PDQ, where the
+desired bits are the target's. The same rules hold: every hash computation
+is a query, the returned image always meets the SSIM bound, results are
+deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ConfigError
+from ..hashing import Hasher, PerceptualHash
+from ..metrics import false_flag_probability
+from .evasion import (
+    BlackBoxParams,
+    HashSearch,
+    Method,
+    check_attack_arguments,
+    dct_model,
+    run_nes,
+    run_whitebox,
+)
+from .quality import psnr
+
+__all__ = ["CollisionResult", "collide", "targeted_flag_probability"]
+
+
+@dataclass(frozen=True, eq=False)
+class CollisionResult:
+    """Outcome of :func:`collide`.
+
+    ``image`` is the best acceptable image found (SSIM with the innocent
+    original >= ``min_ssim``), or the original itself; ``distance`` is the
+    Hamming distance from its hash (``final_hash``) to ``target`` and
+    ``initial_distance`` the original's. ``success`` means ``distance <=
+    radius``. ``queries`` counts every hash computation, the original's
+    included; ``progress`` lists ``(queries, distance)`` each time the best
+    acceptable distance fell (:meth:`queries_to_reach`).
+    """
+
+    image: Image.Image
+    target: PerceptualHash
+    final_hash: PerceptualHash
+    distance: int
+    initial_distance: int
+    queries: int
+    ssim: float
+    psnr: float
+    success: bool
+    radius: int
+    min_ssim: float
+    method: str
+    progress: tuple[tuple[int, int], ...]
+
+    def queries_to_reach(self, radius: int) -> int | None:
+        """Queries spent when the best acceptable image first came within ``radius`` of the target; None if never."""
+        for queries, distance in self.progress:
+            if distance <= radius:
+                return queries
+        return None
+
+
+def collide(
+    image: Any,
+    target: PerceptualHash,
+    hasher: Hasher,
+    *,
+    radius: int,
+    max_queries: int = 2000,
+    min_ssim: float = 0.8,
+    rng: np.random.Generator,
+    method: Method = "blackbox",
+    params: BlackBoxParams | None = None,
+) -> CollisionResult:
+    """Perturb ``image`` until its hash is within ``radius`` bits of ``target``.
+
+    A scanner that matches at Hamming distance ``<= T`` is fooled with
+    ``radius = T``. The search stops at the first acceptable image (SSIM
+    with ``image`` at least ``min_ssim``; pass -1 for no bound) within the
+    radius, or after ``max_queries`` hash computations. ``method`` and
+    ``params`` are as for :func:`~e2escan.attacks.evasion.evade`.
+    Deterministic for a given ``rng`` state.
+    """
+    check_attack_arguments(hasher, max_queries, min_ssim, rng, method, params)
+    if not isinstance(target, PerceptualHash):
+        raise ConfigError(f"target must be a PerceptualHash, got {type(target).__name__}")
+    if target.bits != hasher.bits:
+        raise ConfigError(f"target has {target.bits} bits but {hasher.spec} produces {hasher.bits}-bit hashes")
+    if isinstance(radius, bool) or not isinstance(radius, int) or not 0 <= radius < hasher.bits:
+        raise ConfigError(f"radius must be an int in 0..{hasher.bits - 1} for {hasher.spec}, got {radius!r}")
+    model = dct_model(hasher) if method == "whitebox" else None
+
+    def closeness(digest: PerceptualHash) -> int:
+        return -digest.distance(target)
+
+    search = HashSearch(image, hasher, closeness, goal=-radius, max_queries=max_queries, min_ssim=min_ssim)
+    initial_distance = -search.best_score
+    if not search.done:
+        if model is None:
+            run_nes(search, BlackBoxParams() if params is None else params, rng)
+        else:
+            run_whitebox(search, model, target.to_bits())
+    return CollisionResult(
+        image=Image.fromarray(search.best_pixels, mode="RGB"),
+        target=target,
+        final_hash=search.best_hash,
+        distance=-search.best_score,
+        initial_distance=initial_distance,
+        queries=search.queries,
+        ssim=search.best_ssim,
+        psnr=psnr(search.pixels, search.best_pixels),
+        success=-search.best_score <= radius,
+        radius=radius,
+        min_ssim=float(min_ssim),
+        method=method,
+        progress=tuple((q, -score) for q, score in search.progress),
+    )
+
+
+def _log_binomial_pmf(k: int, n: int, p: float) -> float:
+    if p == 0.0:
+        return 0.0 if k == 0 else -math.inf
+    if p == 1.0:
+        return 0.0 if k == n else -math.inf
+    log_choose = math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+    return log_choose + k * math.log(p) + (n - k) * math.log1p(-p)
+
+
+def _check_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ConfigError(f"{name} must be a non-negative int, got {value!r}")
+    return int(value)
+
+
+def _check_probability(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
+def targeted_flag_probability(
+    images_sent: int,
+    per_image_success: float,
+    threshold: int,
+    *,
+    innocent_images: int = 0,
+    innocent_rate: float = 0.0,
+) -> float:
+    """Probability that a targeted account reaches the match ``threshold``.
+
+    The attacker sends ``images_sent`` crafted images; each independently
+    counts as a match with probability ``per_image_success``. The account
+    also holds ``innocent_images`` images of its own, each a false match
+    with probability ``innocent_rate`` (independently). With ``X ~
+    Bin(images_sent, per_image_success)`` crafted matches and ``Y ~
+    Bin(innocent_images, innocent_rate)`` innocent ones, the account is
+    flagged when ``X + Y >= threshold``:
+
+        P[flag] = sum_j P[X = j] * P[Y >= threshold - j]
+
+    summed exactly over ``j = 0..images_sent``; the innocent tail is
+    :func:`e2escan.metrics.false_flag_probability`. Without innocent images
+    it reduces to the binomial tail ``P[X >= threshold]``.
+
+    What ``per_image_success`` should be depends on the attacker. One who
+    sends every crafted image regardless uses the measured success rate of
+    :func:`collide`; one who checks each image against the (public) hash
+    first sends only collisions, and the rate is then the share of those
+    that still match after the messenger's processing (recompression,
+    resizing) and that land in the scanned set.
+    """
+    k = _check_count("images_sent", images_sent)
+    s = _check_probability("per_image_success", per_image_success)
+    n = _check_count("innocent_images", innocent_images)
+    p = _check_probability("innocent_rate", innocent_rate)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)):
+        raise ConfigError(f"threshold must be an int, got {threshold!r}")
+    t = int(threshold)
+    if t <= 0:
+        return 1.0
+    crafted = np.arange(k + 1)
+    weights = np.exp([_log_binomial_pmf(j, k, s) for j in range(k + 1)])
+    innocent_tail = np.asarray(false_flag_probability(n, p, t - crafted), dtype=np.float64)
+    return float(min(1.0, np.dot(weights, innocent_tail)))
