@@ -256,3 +256,19 @@ def test_evasion_attack_in_a_scenario_keeps_known_images_from_matching():
     # Exact matching: moving the hash by one bit is enough, and the attack reaches it within budget.
     assert ev["evaded"]["count"] == len(attacked)
     assert run.flags == {} or all(not run.population.offender[a] for a in run.flags)
+
+
+def test_collision_attack_in_a_scenario_flags_targets_through_crafted_forwards():
+    s = _attack_scenario(collision={"targets": 3, "images": 2, "max_queries": 400, "min_ssim": 0.5})
+    s = s.with_overrides(**{"hasher.name": "ahash", "protocol.name": "plaintext", "protocol.params": {"radius": 10},
+                            "population.offender_share": 0.0})
+    run = run_faithful(s, cache_dir=None)
+    crafted = [r for r in run.images if r.kind == "crafted"]
+    assert len(crafted) == 6 and all(r.day == 0 for r in crafted)
+    c = compute_metrics(run)["attacks"]["collision"]
+    assert c["crafted_images_matching"]["count"] == sum(r.oracle_match for r in crafted) > 0
+    # plaintext reveals every match (t = 1): a target whose crafted forward matched is flagged.
+    for r in crafted:
+        if r.oracle_match:
+            assert r.sender in run.flags
+    assert c["targets_flagged"]["count"] == len({r.sender for r in crafted} & set(run.flags))

@@ -28,13 +28,14 @@ from PIL import Image
 
 from ..errors import ScenarioError
 from ..hashing import HashArray, PerceptualHash, get_hasher
+from ..images import synthetic_image
 from ..messenger import Device, Relay
 from .content import ContentSource
 from .hashcache import HashCache, default_cache_dir
 from .population import build_population
 from .review import Case, ReviewQueue
 from .scenario import Scenario
-from .traffic import POPULAR, ImageRef, PlannedMessage, TrafficPlanner
+from .traffic import CRAFTED, POPULAR, ImageRef, PlannedMessage, TrafficPlanner
 
 PAYLOAD_BYTES = 1024  # visual derivative, padded to a fixed size so its length says nothing
 COMPONENTS = ("population", "traffic", "content", "review", "leakage", "protocol", "attacks")
@@ -288,6 +289,8 @@ def run_faithful(
     index_of = {name: i for i, name in enumerate(pop.ids)}
     review = ReviewQueue(scenario.review, streams["review"])
     attack = _AttackContext(scenario, hasher, streams["attacks"])
+    crafted_messages = attack.craft(scenario, pop, planner, database, proto.match_radius(params)
+                                    if hasattr(proto, "match_radius") else int(getattr(params, "radius", 0)))
     images: list[ImageRecord] = []
     known_uids: set[int] = set()
     flags: dict[int, int] = {}
@@ -298,6 +301,8 @@ def run_faithful(
     for day in range(scenario.days):
         touched: set[int] = set()
         plan = planner.day(day)
+        if day == 0 and crafted_messages:
+            plan = sorted(plan + crafted_messages, key=lambda m: m.at)
         day_images = 0
         for msg in plan:
             clock.now = msg.at
@@ -360,6 +365,8 @@ class _AttackContext:
         self.rng = rng
 
     def apply(self, ref: ImageRef, content: ContentSource) -> tuple[bytes, bool]:
+        if ref.kind == CRAFTED:
+            return content.encode(self.crafted[ref.index]), True
         ev = self.evasion
         if ev is None or not ref.known or self.rng.random() >= ev.share:
             return content.render(ref), False
@@ -368,6 +375,36 @@ class _AttackContext:
         result = evade(content.render_image(ref), self.hasher, min_distance=ev.min_distance, max_queries=ev.max_queries,
                        min_ssim=ev.min_ssim, rng=self.rng, method=ev.method)
         return content.encode(result.image), True
+
+    def craft(self, scenario: Scenario, pop, planner: TrafficPlanner, database: HashArray, radius: int) -> list[PlannedMessage]:
+        """Day-0 forwards of crafted collision images by the target accounts (empty without the attack)."""
+        cfg = scenario.attacks.collision
+        self.crafted: list[Image.Image] = []
+        self.crafted_success: list[bool] = []
+        if cfg is None:
+            return []
+        from ..attacks.collision import collide
+
+        rng = self.rng
+        innocent = np.flatnonzero(~pop.offender)
+        targets = rng.choice(innocent, size=min(cfg.targets, innocent.size), replace=False)
+        size = (scenario.content.image_size, scenario.content.image_size)
+        messages = []
+        for target in sorted(int(t) for t in targets):
+            for _ in range(cfg.images):
+                base = synthetic_image(rng, size)
+                aim = database[int(rng.integers(len(database)))]
+                result = collide(base, aim, self.hasher, radius=radius, max_queries=cfg.max_queries,
+                                 min_ssim=cfg.min_ssim, rng=rng, method=cfg.method)
+                index = len(self.crafted)
+                self.crafted.append(result.image)
+                self.crafted_success.append(bool(result.success))
+                contacts = pop.contacts[target]
+                ref = ImageRef(planner.next_uid, CRAFTED, index, "none", int(rng.integers(2**63)))
+                planner.next_uid += 1
+                at = float(rng.uniform(0.0, 86_400.0))
+                messages.append(PlannedMessage(0, at, target, (int(contacts[rng.integers(contacts.size)]),), ref))
+        return messages
 
     def is_target(self, ref: ImageRef) -> bool:
         return self.target is not None and ref.kind == POPULAR and ref.index == self.target

@@ -128,13 +128,23 @@ def attack_metrics(run: FaithfulRun) -> dict[str, Any]:
     out: dict[str, Any] = {}
     s = run.scenario
     if s.attacks.evasion is not None:
-        attacked = [r for r in run.images if r.attacked]
+        attacked = [r for r in run.images if r.attacked and r.kind == KNOWN]
         out["evasion"] = {
             "images_attacked": len(attacked),
             "evaded": proportion(sum(not r.oracle_match for r in attacked), len(attacked)).as_dict(),
             "min_distance": s.attacks.evasion.min_distance,
             "min_ssim": s.attacks.evasion.min_ssim,
             "max_queries": s.attacks.evasion.max_queries,
+        }
+    if s.attacks.collision is not None:
+        crafted = [r for r in run.images if r.kind == "crafted"]
+        targets = {r.sender for r in crafted}
+        out["collision"] = {
+            "crafted_images_sent": len(crafted),
+            "crafted_images_matching": proportion(sum(r.oracle_match for r in crafted), len(crafted)).as_dict(),
+            "targets_flagged": proportion(sum(1 for t in targets if t in run.flags), len(targets)).as_dict(),
+            "max_queries": s.attacks.collision.max_queries,
+            "min_ssim": s.attacks.collision.min_ssim,
         }
     if s.attacks.poisoning is not None:
         target_uids = {r.uid for r in run.images if r.target}

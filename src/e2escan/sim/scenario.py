@@ -128,8 +128,21 @@ class PoisoningAttack:
 
 
 @dataclass(frozen=True)
+class CollisionAttack:
+    """An attacker crafts innocent-looking images whose hashes collide with database entries and sends them
+    to target accounts, who forward them (Struppek et al. 2022; Prokos et al. 2023)."""
+
+    targets: int = option(5, doc="innocent accounts that receive crafted images", range=(1, None))
+    images: int = option(3, doc="crafted images per target (each forwarded once on day 0)", range=(1, None))
+    max_queries: int = option(500, doc="hash computations the attacker may spend per crafted image", range=(1, None))
+    min_ssim: float = option(0.8, doc="SSIM of a crafted image with its innocent original, at least", range=(-1.0, 1.0))
+    method: str = option("blackbox", doc="'blackbox' or 'whitebox' (pHash, PDQ)", choices=("blackbox", "whitebox"))
+
+
+@dataclass(frozen=True)
 class Attacks:
     evasion: EvasionAttack | None = option(None, doc="detection avoidance by offenders (a table enables it)")
+    collision: CollisionAttack | None = option(None, doc="false flags by crafted collisions (a table enables it)")
     poisoning: PoisoningAttack | None = option(None, doc="database poisoning with a target image (a table enables it)")
 
 
@@ -177,7 +190,11 @@ class Scenario:
                 f"attacks.poisoning.target: {poisoning.target} must be below traffic.popular_images "
                 f"({self.traffic.popular_images})"
             )
-        if self.engine == "statistical" and (self.attacks.evasion or self.attacks.poisoning):
+        if self.attacks.collision is not None and self.attacks.collision.targets >= self.population.accounts:
+            raise ScenarioError(
+                f"attacks.collision.targets: {self.attacks.collision.targets} must be below population.accounts"
+            )
+        if self.engine == "statistical" and (self.attacks.evasion or self.attacks.poisoning or self.attacks.collision):
             raise ScenarioError("attacks: the statistical path models no attacks; use engine = 'faithful'")
 
     @classmethod

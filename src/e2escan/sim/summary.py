@@ -42,6 +42,11 @@ def format_summary(summary: dict[str, Any]) -> str:
         e = att["evasion"]
         rows.append(("evasion: attacked known images missed", _rate(e["evaded"]),
                      f"{_ci(e['evaded'])}; target distance {e['min_distance']}, SSIM >= {e['min_ssim']}"))
+    if "collision" in att:
+        col = att["collision"]
+        rows.append(("collision: crafted images matching", _rate(col["crafted_images_matching"]),
+                     f"{_ci(col['crafted_images_matching'])}; SSIM >= {col['min_ssim']}, {col['max_queries']} queries"))
+        rows.append(("collision: target accounts flagged", _rate(col["targets_flagged"]), _ci(col["targets_flagged"])))
     if "poisoning" in att:
         p = att["poisoning"]
         rows.append(("poisoning: holders of the target revealed", _rate(p["holders_revealed"]),

@@ -14,6 +14,7 @@ SECONDS_PER_DAY = 86_400.0
 KNOWN = "known"  # an image from the known-image database (after transformation)
 POPULAR = "popular"  # a forward of a popular innocent image
 FRESH = "fresh"  # an innocent image seen nowhere else
+CRAFTED = "crafted"  # an innocent-looking image crafted to collide with a database hash (an attack)
 
 
 @dataclass(frozen=True, slots=True)
