@@ -20,18 +20,17 @@ import argparse
 import os
 import platform
 import sqlite3
-import statistics
 import time
 
 import nacl.bindings as sodium
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from e2escan.crypto import X25519KeyPair, random_bytes
 from e2escan.messenger import Device, Relay
 from e2escan.messenger.ratchet import Session
 from e2escan.messenger.relay import _SCHEMA
 from e2escan.messenger.wire import RatchetMessage
-from e2escan.crypto import X25519KeyPair, random_bytes
 
 
 def _hmac(key: bytes, data: bytes) -> bytes:
@@ -57,7 +56,7 @@ def raw_path(n: int, burst: int, body: bytes) -> float:
         ck, mk = _hmac(ck, b"\x02"), _hmac(ck, b"\x01")
         header = pub + i.to_bytes(8, "big")
         ct = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(body, ad + header, nonce, mk)
-        ck2, mk2 = _hmac(ck, b"\x02"), _hmac(ck, b"\x01")
+        _hmac(ck, b"\x02"), _hmac(ck, b"\x01")  # the recipient's KDF_CK
         sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(ct, ad + header, nonce, mk)
     return time.perf_counter() - t0
 

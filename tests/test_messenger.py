@@ -2,7 +2,6 @@
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,14 @@ from e2escan.crypto import random_bytes
 from e2escan.errors import AuthenticationError, DecodeError, RelayError
 from e2escan.messenger import Device, Relay
 from e2escan.messenger.demo import find_plaintext_in_view, run_demo
-from e2escan.messenger.wire import AttachmentPointer, Content, Header, PrekeyBundle, PrekeyMessage, RatchetMessage
+from e2escan.messenger.wire import (
+    AttachmentPointer,
+    Content,
+    Header,
+    PrekeyBundle,
+    PrekeyMessage,
+    RatchetMessage,
+)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from e2escan.sim.scenario import Population, Scenario, shipped_scenarios_dir
 from e2escan.sim.summary import compare
 
 sys.path.insert(0, str(Path(__file__).parent))
-import sim_fakes  # noqa: E402
+import sim_fakes
 
 TINY = {
     "name": "tiny",

@@ -15,7 +15,7 @@ from e2escan.sim.scenario import Scenario
 from e2escan.sim.statistical import run_statistical
 
 sys.path.insert(0, str(Path(__file__).parent))
-import sim_fakes  # noqa: E402
+import sim_fakes
 
 TRANSFORMS = [
     {"spec": "none", "weight": 0.5},

@@ -251,18 +251,18 @@ class HashSearch:
         """SSIM with the original meets the bound (decided as exactly as :func:`~e2escan.attacks.quality.ssim`)."""
         return self._reference.meets(pixels, self.min_ssim)
 
-    def evaluate(self, delta: np.ndarray, *, candidate: bool = True) -> int:
+    def evaluate(self, delta: np.ndarray) -> int:
         """Score ``original + delta`` (one query); keep it if it is the best acceptable image so far.
 
-        With ``candidate=False`` the image is only scored (an exploration
-        sample), which saves the SSIM computation.
+        SSIM is computed only for images that would beat the best score, so
+        exploration samples that do not improve cost no more than their query.
         """
         if self.done:
             raise _Stop
         pixels = self.render(delta)
         digest = self.query(pixels)
         score = self.objective(digest)
-        if candidate and score > self.best_score and self.acceptable(pixels):
+        if score > self.best_score and self.acceptable(pixels):
             self.best_score, self.best_hash, self.best_ssim = score, digest, self._reference.ssim(pixels)
             self.best_delta, self.best_pixels = delta.astype(np.float32), pixels
             self.progress.append((self.queries, score))
@@ -494,7 +494,8 @@ def run_whitebox(search: HashSearch, model: DctModel, desired_bits: np.ndarray) 
     Each round: recompute the features of the best image so far; among the
     features whose bit is not yet as desired, take the ``k`` nearest the
     median, balanced between those that must rise and those that must fall
-    (so that the median stays put); move each past the median by an
+    (so that the median stays put; with half of the bits always set, they
+    change in pairs); move each past the median by an
     overshoot; back-project the minimum-norm thumbnail change to pixels by
     bilinear upsampling; project into the SSIM bound; query. ``k`` starts at
     the number of missing bits; a round that gains nothing grows ``k`` and
@@ -511,8 +512,10 @@ def run_whitebox(search: HashSearch, model: DctModel, desired_bits: np.ndarray) 
             features = model.features(search.best_pixels)
             median = np.median(features)
             margin = (features - median) * direction  # > 0: the bit is as desired
+            # A median threshold sets exactly half of the bits, so bits change in pairs (one rising, one
+            # falling): push an even number of them, at least two.
             missing = max(1, search.goal - search.best_score)
-            k = min(features.size // 2, missing + extra)
+            k = min(features.size // 2, 2 * math.ceil((missing + extra) / 2))
             spread = float(np.median(np.abs(features - median))) or 1.0
             chosen = _balanced_nearest(margin, want, k)
             change = np.zeros_like(features)

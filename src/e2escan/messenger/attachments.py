@@ -15,7 +15,14 @@ from __future__ import annotations
 
 import math
 
-from ..crypto import AEAD_KEY_BYTES, aead_decrypt, aead_encrypt, ct_equal, random_bytes, sha256
+from ..crypto import (
+    AEAD_KEY_BYTES,
+    aead_decrypt,
+    aead_encrypt,
+    ct_equal,
+    random_bytes,
+    sha256,
+)
 from ..errors import AuthenticationError
 from .wire import AttachmentPointer
 

@@ -33,8 +33,23 @@ import copy
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from ..crypto import X25519KeyPair, aead_decrypt, aead_encrypt, aead_open, aead_seal, hkdf, hmac_sha256, x25519
-from ..errors import AuthenticationError, DecodeError, ReplayError, SessionError, TooManySkippedError
+from ..crypto import (
+    X25519KeyPair,
+    aead_decrypt,
+    aead_encrypt,
+    aead_open,
+    aead_seal,
+    hkdf,
+    hmac_sha256,
+    x25519,
+)
+from ..errors import (
+    AuthenticationError,
+    DecodeError,
+    ReplayError,
+    SessionError,
+    TooManySkippedError,
+)
 from .wire import ENCRYPTED_HEADER_BYTES, Header, RatchetMessage
 
 ZERO_NONCE = bytes(24)

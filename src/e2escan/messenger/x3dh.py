@@ -18,7 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..crypto import Ed25519KeyPair, X25519KeyPair, ed25519_public_to_x25519, ed25519_verify, hkdf, x25519
+from ..crypto import (
+    Ed25519KeyPair,
+    X25519KeyPair,
+    ed25519_public_to_x25519,
+    ed25519_verify,
+    hkdf,
+    x25519,
+)
 from ..errors import AuthenticationError, SessionError
 from .wire import OneTimePrekey, PrekeyBundle, spk_signed_bytes
 

@@ -9,10 +9,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from ..results import save_figure  # noqa: E402
+from ..results import save_figure
 
 
 def _read_histogram(out: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from ..errors import ImageError, ScenarioError
+from ..errors import E2escanError, ImageError, ScenarioError
 from ..images import DirectoryCorpus, image_rng, parse_chain, synthetic_image
 from ..images.transforms import TransformChain
 from .scenario import Content, Traffic
@@ -38,7 +38,7 @@ class ContentSource:
         for t in cfg.transforms:
             try:
                 chain_for(t.spec)
-            except Exception as exc:  # ConfigError from the transform parser
+            except E2escanError as exc:  # ConfigError from the transform parser
                 raise ScenarioError(f"content.transforms: {exc}") from None
         self.directory = None
         if cfg.corpus != "synthetic":

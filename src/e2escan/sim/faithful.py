@@ -267,7 +267,6 @@ def run_faithful(
 
     clock = SimulatedClock()
     relay = Relay(clock=clock)
-    ingest_log: dict[int, int] = {}
 
     def on_voucher(sender: str, voucher: bytes, message_id: int) -> None:
         t0 = time.perf_counter()
@@ -286,7 +285,6 @@ def run_faithful(
         Device.register(pop.ids[i], relay, header_encryption=scenario.messenger.header_encryption, scanner=scanners[i])
         for i in range(len(pop))
     ]
-    index_of = {name: i for i, name in enumerate(pop.ids)}
     review = ReviewQueue(scenario.review, streams["review"])
     attack = _AttackContext(scenario, hasher, streams["attacks"])
     crafted_messages = attack.craft(scenario, pop, planner, database, proto.match_radius(params)
@@ -345,7 +343,6 @@ def run_faithful(
         for d in devices:
             if d.rejected:
                 raise RuntimeError(f"device {d.device_id} rejected a message: {d.rejected[0].error}")
-    del index_of
     cache.close()
     return FaithfulRun(
         scenario, replicate, pop, relay, images, flags, dict(revealed), review.decisions, daily, costs,

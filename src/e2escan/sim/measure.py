@@ -212,7 +212,7 @@ def cost_metrics(run: FaithfulRun) -> dict[str, Any]:
         if ev.kind in ("submit", "voucher", "blob_upload"):
             subs[ev.kind] += 1
             sizes[ev.kind] += ev.size
-    ms = lambda xs: 1000.0 * float(np.median(xs)) if xs else None  # noqa: E731
+    ms = lambda xs: 1000.0 * float(np.median(xs)) if xs else None
     return {
         "client_hash_ms_per_image": ms(c.hash_s),
         "client_voucher_ms_per_image": ms(c.scan_s),

@@ -20,12 +20,19 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ScenarioError
 from ..metrics.rates import proportion
-from ..results import atomic_write_text, provenance, write_csv, write_json, write_manifest
+from ..results import (
+    atomic_write_text,
+    provenance,
+    write_csv,
+    write_json,
+    write_manifest,
+)
 from .config import to_dict
 from .faithful import run_faithful
 from .measure import compute_metrics, cost_metrics
@@ -59,9 +66,7 @@ def scenario_to_toml(scenario: Scenario) -> str:
         lines.append(f"\n[{section}]")
         nested = {}
         for k, v in table.items():
-            if isinstance(v, dict):
-                nested[k] = v
-            elif isinstance(v, list) and v and isinstance(v[0], dict):
+            if isinstance(v, dict) or isinstance(v, list) and v and isinstance(v[0], dict):
                 nested[k] = v
             elif v is None:
                 continue  # TOML has no null: an omitted key takes its default (None)

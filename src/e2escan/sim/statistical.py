@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -257,7 +258,7 @@ def _innocent_accounts(s: Scenario, prob: Probabilities, n_inn: int, lam: float,
 
 def _offenders(s: Scenario, prob: Probabilities, n_off: int, lam: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
     tr, ct = s.traffic, s.content
-    z = lambda: np.zeros(n_off, dtype=np.int64)  # noqa: E731
+    z = lambda: np.zeros(n_off, dtype=np.int64)
     out = {k: z() for k in ("images", "known", "known_matched", "false", "matches")}
     out["first_known_day"] = np.full(n_off, -1)
     out["cross_day"] = np.full(n_off, -1)

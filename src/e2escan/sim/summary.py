@@ -59,7 +59,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     vl = [r for r in m["leakage"] if r["feature"] == "voucher_length"]
     if vl:
         rows.append(("voucher length: match vs non-match", f"{vl[0]['advantage']:.3f}", "advantage (0 = indistinguishable)"))
-    fmt = lambda v, unit: "-" if v is None else f"{v:.3g} {unit}"  # noqa: E731
+    fmt = lambda v, unit: "-" if v is None else f"{v:.3g} {unit}"
     if summary.get("engine") == "statistical":
         model = m.get("model", {})
         rows += [
