@@ -21,7 +21,6 @@ import os
 import platform
 import time
 
-import numpy as np
 from PIL import Image
 
 from e2escan.hashing import HashArray, get_hasher
