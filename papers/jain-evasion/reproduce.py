@@ -219,7 +219,7 @@ def _success_figure(success, mode) -> Figure:
                 and r["min_ssim"] == mode["bounds"][0] and r["max_queries"] == budget]  # fmt: skip
         fpr_ax.semilogy([r["threshold"] for r in rows], [max(r["pairwise_fpr"], 1e-7) for r in rows],
                         color="black", linewidth=0.8, alpha=0.6)  # fmt: skip
-        fpr_ax.set_ylabel("pairwise false-positive rate (black, log)", fontsize=7)
+        fpr_ax.set_ylabel("pairwise false-positive rate (black, log; 0 drawn at 1e-7)", fontsize=7)
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{name}: attack success vs match threshold (black box: {budget} queries)", fontsize=9)
         ax.set_xlabel("match threshold T (Hamming distance <= T is a match)")
