@@ -224,6 +224,40 @@ class MatchServer(abc.ABC):
         """Accounts with at least one accepted voucher, in first-seen order."""
 
 
+class PerVoucherMatchServer(MatchServer):
+    """Shared bookkeeping of servers without a threshold: each voucher's match result is known at once.
+
+    Subclasses append one record per accepted voucher to ``self._records[account]``
+    with at least ``index``, ``is_match`` and ``payload``.
+    """
+
+    def __init__(self) -> None:
+        self._records: dict[str, list[Mapping[str, object]]] = {}
+        self._seen: set[bytes] = set()
+
+    def reveal(self, account: str) -> Reveal:
+        records = self._records.get(account, [])
+        hits = [r for r in records if r["is_match"]]
+        return Reveal(
+            account=account,
+            vouchers=len(records),
+            matches=tuple(r["payload"] for r in hits),  # type: ignore[misc]
+            match_indices=tuple(r["index"] for r in hits),  # type: ignore[misc]
+            over_threshold=True,
+            threshold=None,
+        )
+
+    def observed(self, account: str) -> tuple[Mapping[str, object], ...]:
+        return tuple(self._records.get(account, ()))
+
+    def account_view(self, account: str) -> Mapping[str, object]:
+        records = self._records.get(account, [])
+        return frozen_record(vouchers=len(records), matches=sum(bool(r["is_match"]) for r in records))
+
+    def accounts(self) -> tuple[str, ...]:
+        return tuple(self._records)
+
+
 class Protocol(abc.ABC):
     """A matching protocol: parameters, leakage profile, setup, client and server."""
 

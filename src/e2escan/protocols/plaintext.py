@@ -18,10 +18,9 @@ from ..errors import ProtocolError, VoucherError
 from ..hashing import HashArray, PerceptualHash
 from .base import (
     LeakageProfile,
-    MatchServer,
+    PerVoucherMatchServer,
     Protocol,
     ProtocolParams,
-    Reveal,
     Scanner,
     VoucherReplayError,
     check_account,
@@ -103,15 +102,14 @@ class PlaintextScanner(Scanner):
         return self._schema.encode({"hash": data, "payload_length": u32(len(payload)), "payload": bytes(payload)})
 
 
-class PlaintextServer(MatchServer):
+class PlaintextServer(PerVoucherMatchServer):
     def __init__(self, database: HashArray, params: PlaintextParams) -> None:
         self.params = params
         self.bits = database.bits
         self._db = HashArray.frombytes(b"".join(unique_rows(database)), database.bits)
         self._exact = {row.tobytes() for row in self._db.data}
         self._schema = _voucher_schema(self.bits, params.payload_size)
-        self._records: dict[str, list[Mapping[str, object]]] = {}
-        self._seen: set[bytes] = set()
+        super().__init__()
 
     def _nearest(self, data: bytes) -> int:
         if data in self._exact:
@@ -137,28 +135,6 @@ class PlaintextServer(MatchServer):
         records.append(record)
         self._seen.add(digest)
         return record
-
-    def reveal(self, account: str) -> Reveal:
-        records = self._records.get(account, [])
-        hits = [r for r in records if r["is_match"]]
-        return Reveal(
-            account=account,
-            vouchers=len(records),
-            matches=tuple(r["payload"] for r in hits),  # type: ignore[misc]
-            match_indices=tuple(r["index"] for r in hits),  # type: ignore[misc]
-            over_threshold=True,
-            threshold=None,
-        )
-
-    def observed(self, account: str) -> tuple[Mapping[str, object], ...]:
-        return tuple(self._records.get(account, ()))
-
-    def account_view(self, account: str) -> Mapping[str, object]:
-        records = self._records.get(account, [])
-        return frozen_record(vouchers=len(records), matches=sum(bool(r["is_match"]) for r in records))
-
-    def accounts(self) -> tuple[str, ...]:
-        return tuple(self._records)
 
 
 class PlaintextProtocol(Protocol):

@@ -37,10 +37,9 @@ from ..errors import AuthenticationError, DecodeError, InvalidPointError, Vouche
 from ..hashing import HashArray, PerceptualHash
 from .base import (
     LeakageProfile,
-    MatchServer,
+    PerVoucherMatchServer,
     Protocol,
     ProtocolParams,
-    Reveal,
     Scanner,
     VoucherPointError,
     VoucherReplayError,
@@ -153,15 +152,14 @@ class PsiExactScanner(Scanner):
         return self._schema.encode({"Q": q, "ct": b"".join(cts), "rct": rct})
 
 
-class PsiExactServer(MatchServer):
+class PsiExactServer(PerVoucherMatchServer):
     def __init__(self, state: ServerTableState, params: PsiExactParams) -> None:
         self.params = params
         self._alpha = state.alpha
         self._public = state.public
         self._ctx = state.public.context
         self._schema = voucher_schema(params)
-        self._records: dict[str, list[Mapping[str, object]]] = {}
-        self._seen: set[bytes] = set()
+        super().__init__()
 
     def _process(self, voucher: bytes) -> bytes | None:
         d = self._schema.decode(voucher)
@@ -197,28 +195,6 @@ class PsiExactServer(MatchServer):
         records.append(record)
         self._seen.add(digest)
         return record
-
-    def reveal(self, account: str) -> Reveal:
-        records = self._records.get(account, [])
-        hits = [r for r in records if r["is_match"]]
-        return Reveal(
-            account=account,
-            vouchers=len(records),
-            matches=tuple(r["payload"] for r in hits),  # type: ignore[misc]
-            match_indices=tuple(r["index"] for r in hits),  # type: ignore[misc]
-            over_threshold=True,
-            threshold=None,
-        )
-
-    def observed(self, account: str) -> tuple[Mapping[str, object], ...]:
-        return tuple(self._records.get(account, ()))
-
-    def account_view(self, account: str) -> Mapping[str, object]:
-        records = self._records.get(account, [])
-        return frozen_record(vouchers=len(records), matches=sum(bool(r["is_match"]) for r in records))
-
-    def accounts(self) -> tuple[str, ...]:
-        return tuple(self._records)
 
 
 class PsiExactProtocol(Protocol):
