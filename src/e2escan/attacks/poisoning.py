@@ -40,9 +40,8 @@ keys and blinding inside the protocols come from the OS and change no outcome.
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +54,7 @@ from ..hashing._popcount import popcount_rows
 from ..images import TransformChain, TransformStep, image_rng, synthetic_image
 from ..metrics import false_flag_probability
 from ..metrics.rates import proportion
+from ..protocols.tpsi_ad import seeded_coin
 
 __all__ = [
     "EVERYDAY_EDITS",
@@ -320,23 +320,6 @@ def opened_count_test(
 
 
 # --- measured with the real protocol code ------------------------------------------------------
-
-
-def seeded_coin(rng: np.random.Generator, per_hash: bool) -> Callable[[bytes], int]:
-    """A reproducible stand-in for a device's secret synthetic-voucher coin (a scanner's ``coin_source``).
-
-    With ``per_hash`` the coin is a keyed hash of the image hash (copies share
-    their decision, as with ``dedup = "hash"``); otherwise every call differs.
-    """
-    key = rng.bytes(32)
-    counter = [0]
-
-    def coin(y: bytes) -> int:
-        counter[0] += 1
-        data = y if per_hash else y + counter[0].to_bytes(8, "big")
-        return int.from_bytes(hashlib.blake2b(data, digest_size=8, key=key).digest(), "big")
-
-    return coin
 
 
 @dataclass(frozen=True)

@@ -216,6 +216,24 @@ def _prf_scalar(key: bytes, data: bytes, person: bytes) -> bytes:
     return s
 
 
+def seeded_coin(rng: Any, per_hash: bool) -> Callable[[bytes], int]:
+    """A reproducible stand-in for a device's secret synthetic-voucher coin (for ``coin_source``).
+
+    Simulation only: ``rng`` is a seeded ``numpy.random.Generator``. With
+    ``per_hash`` the coin is a keyed hash of the image hash, so copies share
+    their decision as with ``dedup = "hash"``; otherwise every call differs.
+    """
+    key = rng.bytes(32)
+    counter = [0]
+
+    def coin(y: bytes) -> int:
+        counter[0] += 1
+        data = y if per_hash else y + counter[0].to_bytes(8, "big")
+        return int.from_bytes(hashlib.blake2b(data, digest_size=8, key=key).digest(), "big")
+
+    return coin
+
+
 class TpsiAdScanner(Scanner):
     """One device (account): C-Init at construction, C-Gen-Voucher in :meth:`scan`."""
 

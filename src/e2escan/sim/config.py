@@ -45,12 +45,11 @@ def _type_name(tp: Any) -> str:
 def _convert(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
-        errors = []
         for arg in typing.get_args(tp):
             try:
                 return _convert(value, arg, key)
-            except ScenarioError as exc:
-                errors.append(exc)
+            except ScenarioError:
+                continue
         raise ScenarioError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
     if tp is Any:
         return value

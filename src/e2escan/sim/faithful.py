@@ -14,7 +14,6 @@ deterministic outcomes (which hashes match, which accounts cross the threshold).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import struct
 import time
@@ -30,6 +29,7 @@ from ..errors import ScenarioError
 from ..hashing import HashArray, PerceptualHash, get_hasher
 from ..images import synthetic_image
 from ..messenger import Device, Relay
+from ..protocols.tpsi_ad import seeded_coin
 from .content import ContentSource
 from .hashcache import HashCache, default_cache_dir
 from .population import build_population
@@ -99,8 +99,6 @@ class FaithfulRun:
     wall: dict[str, float]  # seconds spent in setup and in the simulated days
     leakage_rng: np.random.Generator
     database_size: int
-    hasher_spec: str
-    protocol_name: str
     poison_entries: int = 0
 
 
@@ -155,24 +153,6 @@ def parse_learnt(data: bytes | None) -> dict[str, int]:
         if key:
             out[key] = int(value)
     return out
-
-
-def simulation_coin(rng: np.random.Generator, per_hash: bool) -> Callable[[bytes], int]:
-    """A reproducible stand-in for a device's secret synthetic-voucher coin.
-
-    With ``per_hash`` the coin is a keyed hash of the image hash (so re-sent
-    copies get the same decision, as on a real device with dedup); otherwise
-    it also depends on a per-device counter.
-    """
-    key = rng.bytes(32)
-    counter = [0]
-
-    def coin(y: bytes) -> int:
-        counter[0] += 1
-        data = y if per_hash else y + counter[0].to_bytes(8, "big")
-        return int.from_bytes(hashlib.blake2b(data, digest_size=8, key=key).digest(), "big")
-
-    return coin
 
 
 class _Scanner:
@@ -280,7 +260,7 @@ def run_faithful(
     ]
     for sc in scanners:
         if hasattr(sc.client, "coin_source"):
-            sc.client.coin_source = simulation_coin(streams["protocol"], getattr(params, "dedup", "hash") == "hash")
+            sc.client.coin_source = seeded_coin(streams["protocol"], getattr(params, "dedup", "hash") == "hash")
     devices = [
         Device.register(pop.ids[i], relay, header_encryption=scenario.messenger.header_encryption, scanner=scanners[i])
         for i in range(len(pop))
@@ -347,7 +327,7 @@ def run_faithful(
     return FaithfulRun(
         scenario, replicate, pop, relay, images, flags, dict(revealed), review.decisions, daily, costs,
         review.backlog, cache.hits, threshold,
-        {"setup_s": t_days - t_start, "days_s": time.perf_counter() - t_days}, streams["leakage"], len(database), hasher.spec, scenario.protocol.name,
+        {"setup_s": t_days - t_start, "days_s": time.perf_counter() - t_days}, streams["leakage"], len(database),
         poison_entries,
     )
 
