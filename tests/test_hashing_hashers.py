@@ -165,3 +165,33 @@ def test_hash_many_empty_and_bad_arguments():
         hash_many(get_hasher("pdq"), [], workers=0)
     with pytest.raises(ConfigError, match="chunksize"):
         hash_many(get_hasher("pdq"), [], chunksize=0)
+
+
+def test_pool_workers_are_configured_for_cpu_bound_hashing(monkeypatch):
+    """Workers run with one BLAS thread each and, on glibc, fixed malloc thresholds (see _worker_setup)."""
+    import multiprocessing
+    import os
+    import platform
+
+    from e2escan.hashing._parallel import imap_ordered, worker_settings
+
+    settings = list(imap_ordered(worker_settings, [(), ()], 2))
+    assert len(settings) == 2
+    for applied in settings:
+        assert applied is not None, "the pool did not configure its worker"
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            assert applied["before_numpy"], "the fork server must apply the settings before numpy loads"
+        for name, value in applied["threads"].items():
+            assert value == os.environ.get(name, "1"), name  # a user's own setting is kept
+        on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+        assert applied["glibc_malloc_tuned"] is on_glibc
+
+
+def test_worker_setup_imports_nothing_heavy():
+    """It is preloaded first by the fork server, so it must run before numpy (and BLAS) is loaded."""
+    import subprocess
+    import sys
+
+    code = "import sys, e2escan._worker_setup as w; print(sorted({'numpy', 'PIL', 'scipy'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

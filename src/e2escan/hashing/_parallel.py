@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -23,8 +24,25 @@ def resolve_workers(workers: int | None) -> int:
     return workers
 
 
-# Imported once by the fork server, so every later worker starts with them loaded.
-_PRELOAD = ["e2escan.hashing.batch", "e2escan.hashing.evaluation"]
+# Imported once by the fork server, in this order, so every later worker starts
+# with them loaded. The first configures the process before numpy is imported.
+_PRELOAD = ["e2escan._worker_setup", "e2escan.hashing.batch", "e2escan.hashing.evaluation"]
+
+
+def _init_worker() -> None:
+    """Pool initializer: applies :mod:`e2escan._worker_setup` (already done under forkserver)."""
+    import e2escan._worker_setup  # noqa: F401  (configures the process on import)
+
+
+def worker_settings() -> dict[str, object] | None:
+    """What :mod:`e2escan._worker_setup` applied in the calling process; None if it was never imported."""
+    module = sys.modules.get("e2escan._worker_setup")
+    return None if module is None else module.APPLIED
+
+
+def start_pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool whose workers are configured for CPU-bound hashing (one BLAS thread, tuned malloc)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=process_context(), initializer=_init_worker)
 
 
 def process_context() -> multiprocessing.context.BaseContext:
@@ -52,7 +70,7 @@ def imap_ordered(fn: Callable[..., T], tasks: Iterable[tuple[Any, ...]], workers
         for task in tasks:
             yield fn(*task)
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=process_context()) as pool:
+    with start_pool(workers) as pool:
         pending: deque[Future[T]] = deque()
         for task in tasks:
             pending.append(pool.submit(fn, *task))

@@ -20,7 +20,7 @@ from ._parallel import imap_ordered, resolve_workers
 from .hashers import Hasher, ImageLike
 from .types import HashArray
 
-_DEFAULT_CHUNK = 16
+_DEFAULT_CHUNK = 32
 
 
 def _load_if_path(item: Any) -> ImageLike:
