@@ -53,7 +53,7 @@ def test_hash_eval_cli_writes_every_file(tmp_path, capsys):
     pdq_all = [r for r in roc if r["hasher"] == "pdq" and r["transform"] == "all"]
     assert len(pdq_all) == 257 and float(pdq_all[-1]["tpr"]) == 1.0 and float(pdq_all[-1]["fpr"]) == 1.0
     thresholds = _read_csv(out / "thresholds.csv")
-    assert {r["method"] for r in thresholds} == {"empirical", "tail-fit"}
+    assert {r["method"] for r in thresholds} == {"empirical", "tail-fit", "tail-fit-normal"}
     # 15 pairs cannot measure an FPR of 1e-3: the empirical threshold is left empty.
     assert all(r["threshold"] == "" for r in thresholds if r["method"] == "empirical" and r["target_fpr"] == "0.001")
 

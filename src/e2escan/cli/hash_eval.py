@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "hash-eval",
         help="measure how perceptual hashes separate transformed copies from unrelated images",
         description="Hash every corpus image and its transformed copies; write distance histograms, ROC, "
-        "thresholds for target false-positive rates (measured and tail-fit extrapolated), figures and a summary.",
+        "thresholds for target false-positive rates (measured, and extrapolated by a conservative exponential and a central normal tail fit), figures and a summary.",
     )
     p.add_argument("--corpus", required=True, metavar="DIR|synthetic:N",
                    help="a directory of JPEG/PNG/WebP files, or synthetic:N seeded synthetic images")

@@ -23,11 +23,12 @@ from .hashers import (
     parse_hasher_specs,
 )
 from .index import HammingIndex, RadiusResult, knn_brute_force, radius_brute_force
-from .thresholds import TailFit, empirical_threshold, fit_lower_tail
+from .thresholds import TAIL_MODELS, TailFit, empirical_threshold, fit_lower_tail
 from .types import HashArray, PerceptualHash
 
 __all__ = [
     "HASHERS",
+    "TAIL_MODELS",
     "AverageHasher",
     "DctHasher",
     "DifferenceHasher",

@@ -101,7 +101,7 @@ def distances_figure(result: HashEvalResult) -> Any:
         if t >= 0:  # dashed line: the tail-fit threshold for FIGURE_FPR (named in the title)
             ax.axvline(t / ev.bits, color="#c0392b", linestyle="--", linewidth=1)
         where = f"t = {t}" if t >= 0 else "none"
-        ax.set_title(f"{ev.hasher.spec} ({ev.bits} bits)\nthreshold for FPR {FIGURE_FPR:g} (tail fit): {where}", fontsize=8)
+        ax.set_title(f"{ev.hasher.spec} ({ev.bits} bits)\nthreshold for FPR {FIGURE_FPR:g} (exponential tail fit): {where}", fontsize=8)
         ax.set_xlim(0, 0.75)
         ax.set_xlabel("Hamming distance / bits")
         ax.tick_params(axis="y", labelsize=7)
@@ -141,7 +141,7 @@ def roc_figure(result: HashEvalResult) -> Any:
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("false-positive rate (unrelated pairs)")
     ax.set_ylabel("true-positive rate (transformed copies, pooled)")
-    ax.set_title(f"ROC on {result.corpus} ({result.n_images} images); dashed: tail-fit FPR", fontsize=9)
+    ax.set_title(f"ROC on {result.corpus} ({result.n_images} images); dashed: exponential tail-fit FPR (conservative)", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

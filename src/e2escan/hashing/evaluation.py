@@ -10,7 +10,8 @@ transformed copy are hashed by every hasher. That gives, per hasher:
   ``max_unrelated_pairs``): the false positives it should not flag;
 * TPR and FPR at every threshold, and the thresholds that meet target FPRs,
   measured (:func:`~e2escan.hashing.thresholds.empirical_threshold`) and
-  extrapolated with a lower-tail normal fit (:class:`~e2escan.hashing.thresholds.TailFit`).
+  extrapolated with lower-tail fits (:class:`~e2escan.hashing.thresholds.TailFit`): the
+  conservative exponential model, and the normal model as a central estimate.
 
 Randomness: transformation ``t`` of image ``i`` draws from
 ``default_rng([seed, 1, i, t])``; unrelated-pair sampling from
@@ -50,7 +51,8 @@ class HasherEvaluation:
     hasher: Hasher
     matched: dict[str, np.ndarray]  # transform spec -> distance of each image to its copy
     unrelated_counts: np.ndarray  # histogram over 0..bits
-    fit: TailFit
+    fit: TailFit  # the default (conservative, exponential) tail model
+    fit_normal: TailFit  # the normal tail model: a central estimate, permissive for heavy tails
 
     @property
     def bits(self) -> int:
@@ -145,7 +147,8 @@ class HashEvalResult:
             fpr = ev.fpr_curve()
             for target in self.target_fprs:
                 for method, t in (("empirical", empirical_threshold(ev.unrelated_counts, target)),
-                                  ("tail-fit", ev.fit.threshold(target))):
+                                  ("tail-fit", ev.fit.threshold(target)),
+                                  ("tail-fit-normal", ev.fit_normal.threshold(target))):
                     for transform in [ALL_TRANSFORMS] + [c.spec for c in self.transforms]:
                         tpr = ev.tpr_curve(transform)
                         rows.append({
@@ -165,23 +168,28 @@ class HashEvalResult:
                 "hasher": ev.hasher.spec, "bits": ev.bits, "pairs": st["pairs"],
                 "mean": round(st["mean"], 4), "sd": round(st["sd"], 4),
                 "mean_over_bits": round(st["mean"] / ev.bits, 5), "sd_over_binomial_sd": round(st["sd"] / st["binomial_sd"], 4),
-                "min": st["min"], "fit_method": ev.fit.method, "fit_points": ev.fit.points,
-                "fit_mean": round(ev.fit.mean, 4), "fit_sd": round(ev.fit.sd, 4),
+                "min": st["min"], "fit_model": ev.fit.model, "fit_method": ev.fit.method, "fit_points": ev.fit.points,
+                "fit_bits_per_decade": "" if ev.fit.bits_per_decade is None else round(ev.fit.bits_per_decade, 4),
+                "normal_fit_method": ev.fit_normal.method, "normal_fit_mean": round(ev.fit_normal.mean, 4),
+                "normal_fit_sd": round(ev.fit_normal.sd, 4),
             })  # fmt: skip
         return rows
 
     def table(self, target_fpr: float = 1e-6) -> tuple[list[str], list[list[Any]]]:
         """Headers and rows of the short end-of-run table (one row per hasher)."""
-        headers = ["hasher", "bits", "unrelated mean+-sd", f"t@{target_fpr:g} (fit)", "TPR all", "weakest transform", "its TPR"]
+        headers = ["hasher", "bits", "unrelated mean+-sd", f"t@{target_fpr:g} (fit)", "(normal fit)", "TPR all",
+                   "weakest transform", "its TPR"]  # fmt: skip
         rows = []
         for ev in self.per_hasher:
             st = ev.unrelated_stats()
             t = ev.fit.threshold(target_fpr)
+            t_normal = ev.fit_normal.threshold(target_fpr)
             tpr_all = float(ev.tpr_curve(ALL_TRANSFORMS)[t]) if t >= 0 else 0.0
             per = {c.spec: (float(ev.tpr_curve(c.spec)[t]) if t >= 0 else 0.0) for c in self.transforms}
             weakest = min(per, key=per.__getitem__) if per else "-"
             rows.append([
-                ev.hasher.spec, ev.bits, f"{st['mean']:.1f} +- {st['sd']:.1f}", t if t >= 0 else "none", round(tpr_all, 3),
+                ev.hasher.spec, ev.bits, f"{st['mean']:.1f} +- {st['sd']:.1f}", t if t >= 0 else "none",
+                t_normal if t_normal >= 0 else "none", round(tpr_all, 3),
                 weakest, round(per.get(weakest, 0.0), 3),
             ])  # fmt: skip
         return headers, rows
@@ -202,17 +210,20 @@ class HashEvalResult:
             for target in self.target_fprs:
                 emp = empirical_threshold(ev.unrelated_counts, target)
                 fit = ev.fit.threshold(target)
+                normal = ev.fit_normal.threshold(target)
                 tpr = ev.tpr_curve(ALL_TRANSFORMS)
                 thresholds[f"{target:g}"] = {
                     "empirical": emp,
                     "tail_fit": fit,
                     "tpr_all_at_tail_fit": None if fit < 0 or not pooled.size else float(tpr[fit]),
+                    "tail_fit_normal": normal,
+                    "tpr_all_at_tail_fit_normal": None if normal < 0 or not pooled.size else float(tpr[normal]),
                 }
             hashers.append({
                 "spec": ev.hasher.spec, "name": ev.hasher.name, "params": ev.hasher.params(), "bits": ev.bits,
                 "unrelated": ev.unrelated_stats(),
-                "tail_fit": {"method": ev.fit.method, "a": ev.fit.a, "b": ev.fit.b, "mean": ev.fit.mean,
-                             "sd": ev.fit.sd, "points": ev.fit.points},
+                "tail_fit": ev.fit.describe(),
+                "tail_fit_normal": ev.fit_normal.describe(),
                 "transformed": per_transform,
                 "thresholds": thresholds,
             })  # fmt: skip
@@ -228,9 +239,12 @@ class HashEvalResult:
             "unrelated_pairs_sampled": self.pairs_sampled,
             "target_fprs": list(self.target_fprs),
             "fpr_extrapolation": (
-                "normal model fitted by weighted least squares to the probit of the empirical CDF of "
-                "unrelated-pair distances over its lower tail (F <= 0.01, widened to 0.03 or 0.1 if fewer than 6 "
-                "points; >= 10 pairs), continuity-corrected; see e2escan.hashing.thresholds"
+                "tail_fit: exponential model, log F(t) linear in t + 0.5, fitted by weighted least squares to the "
+                "empirical CDF of unrelated-pair distances over its lower tail (F <= 0.01, widened to 0.03 or 0.1 if "
+                "fewer than 6 points; >= 10 pairs); conservative (over-states the FPR) for every log-concave "
+                "distance distribution. tail_fit_normal: a normal model fitted to the probit of the same points, a "
+                "central estimate that is permissive when the tail is heavier than normal. See "
+                "e2escan.hashing.thresholds"
             ),
             "hashers": hashers,
             **self.extra,
@@ -348,7 +362,8 @@ def evaluate_hashers(
             copies = np.ascontiguousarray(all_hashes[:, t + 1])
             matched[chain.spec] = popcount_rows(np.bitwise_xor(originals, copies))
         unrelated = np.bincount(_pair_distances(originals, first, second), minlength=hasher.bits + 1)
-        evaluations.append(HasherEvaluation(hasher, matched, unrelated, fit_lower_tail(unrelated)))
+        fits = (fit_lower_tail(unrelated, model="exponential"), fit_lower_tail(unrelated, model="normal"))
+        evaluations.append(HasherEvaluation(hasher, matched, unrelated, *fits))
     return HashEvalResult(
         corpus=corpus.spec, n_images=kept, skipped=skipped, transforms=list(chains), seed=seed,
         per_hasher=evaluations, target_fprs=tuple(target_fprs), pairs_sampled=sampled,
