@@ -113,3 +113,65 @@ def test_detect_genuine_rejects_duplicate_x() -> None:
     x = g.random_scalar()
     with pytest.raises(SecretSharingError, match="distinct"):
         sh.detect_genuine([(x, dh.evaluate(x)), (x, dh.evaluate(x))], 1)
+
+
+def _seeded_scalar(rnd: random.Random, small: bool = False) -> bytes:
+    return g.scalar_from_int(rnd.randrange(1, 50) if small else rnd.randrange(1, g.ELL))
+
+
+@SLOW
+@given(st.integers(0, 6), st.integers(1, 5), st.integers(0, 9), st.integers(0, 8), st.booleans(), st.integers(0, 2**32 - 1))
+def test_structured_detection_equals_the_dense_row_reduction(
+    degree: int, width: int, genuine: int, synthetic: int, small_x: bool, seed: int
+) -> None:
+    """Any rows, including more random rows than ``width``, rows of a second key, and small x values."""
+    rnd = random.Random(seed)
+    keys = [[[_seeded_scalar(rnd) for _ in range(degree + 1)] for _ in range(width)] for _ in range(2)]
+    xs: set[bytes] = set()
+    while len(xs) < genuine + synthetic + 2:
+        xs.add(_seeded_scalar(rnd, small_x))
+    xs_list = sorted(xs)
+    rnd.shuffle(xs_list)
+    rows = []
+    for i, x in enumerate(xs_list):
+        if i < genuine:
+            rows.append((x, tuple(sh.evaluate_polynomial(p, x) for p in keys[0])))
+        elif i < genuine + 2 and rnd.random() < 0.5:  # rows of another key
+            rows.append((x, tuple(sh.evaluate_polynomial(p, x) for p in keys[1])))
+        elif i < genuine + synthetic:
+            rows.append((x, tuple(_seeded_scalar(rnd) for _ in range(width))))
+    rnd.shuffle(rows)
+    assert sh.detect_genuine(rows, degree) == sh._detect_genuine_dense(rows, degree)
+
+
+@given(st.integers(2, 8), st.integers(0, 12), st.integers(0, 2**32 - 1))
+def test_vandermonde_left_kernel_basis(k: int, extra: int, seed: int) -> None:
+    rnd = random.Random(seed)
+    xs = list({rnd.randrange(1, g.ELL) for _ in range(k + extra)})
+    basis = sh._vandermonde_left_kernel(xs, k)
+    assert len(basis) == len(xs) - k + 1
+    for s, weights in enumerate(basis):
+        assert all(weights) and len(weights) == k
+        for power in range(k - 1):  # annihilates every polynomial of degree k - 2
+            assert sum(w * pow(xs[s + a], power, g.ELL) for a, w in enumerate(weights)) % g.ELL == 0
+        assert sum(w * pow(xs[s + a], k - 1, g.ELL) for a, w in enumerate(weights)) % g.ELL != 0
+
+
+@given(st.lists(st.integers(1, 2**256), min_size=1, max_size=12), st.integers(0, 2**256))
+def test_integer_field_helpers_agree_with_libsodium(values: list[int], at: int) -> None:
+    scalars = [g.scalar_from_int(v) for v in values]
+    if any(s == g.SCALAR_ZERO for s in scalars):
+        return
+    inverses = sh._batch_inverse([g.scalar_to_int(s) for s in scalars])
+    assert [g.scalar_from_int(v) for v in inverses] == [g.scalar_invert(s) for s in scalars]
+    xs = list(dict.fromkeys(scalars))
+    at_s = g.scalar_from_int(at)
+    expected = []
+    for i, xi in enumerate(xs):
+        num = den = g.SCALAR_ONE
+        for j, xj in enumerate(xs):
+            if i != j:
+                num = g.scalar_mul(num, g.scalar_sub(at_s, xj))
+                den = g.scalar_mul(den, g.scalar_sub(xi, xj))
+        expected.append(g.scalar_mul(num, g.scalar_invert(den)))
+    assert sh.lagrange_coefficients(xs, at_s) == expected

@@ -1,8 +1,17 @@
 """Shamir secret sharing over the scalar field of edwards25519, and a detectable hash.
 
 Field: the integers modulo the group order ``ELL`` of :mod:`e2escan.crypto.group`,
-with every operation done by libsodium (``crypto_core_ed25519_scalar_*``), so
-a secret shared here is a group scalar and can key group operations directly.
+so a secret shared here is a group scalar and can key group operations
+directly. Sharing (the dealer's polynomial, the detectable-hash key and their
+evaluations) uses libsodium's ``crypto_core_ed25519_scalar_*``. The receiver's
+bulk linear algebra (Lagrange coefficients, interpolation of the whole
+polynomial, the row reduction behind :func:`detect_genuine`) makes
+``O(t^2)`` to ``O(t^2 n)`` field operations; through libsodium each one is a
+foreign call plus a Python bytes object, which made a threshold of 200 take
+38 s to open, so these routines compute on Python integers modulo ``ELL``
+instead (exact arithmetic in the same field; tests check them against the
+libsodium operations). Like all Python code they are not constant time; they
+run on the receiving server, on values it holds.
 
 * :class:`SharingPolynomial` is a random polynomial ``f`` of degree ``t - 1``
   with ``f(0) = secret``; a :class:`Share` is ``(x, f(x))`` for a nonzero ``x``.
@@ -33,14 +42,9 @@ from dataclasses import dataclass
 
 from ..errors import DecodeError, SecretSharingError
 from .group import (
+    ELL,
     SCALAR_BYTES,
-    SCALAR_ONE,
     SCALAR_ZERO,
-    _sc_add,
-    _sc_inv,
-    _sc_mul,
-    _sc_sub,
-    batch_invert,
     dot_rows,
     polynomial_eval,
     powers,
@@ -130,23 +134,45 @@ def _distinct(shares: Sequence[Share]) -> None:
         seen[s.x] = i
 
 
-def lagrange_coefficients(xs: Sequence[bytes], at: bytes = SCALAR_ZERO) -> list[bytes]:
-    """``l_i(at)`` for the Lagrange basis of the distinct points ``xs``."""
+def _int(s: bytes) -> int:
+    return int.from_bytes(s, "little")
+
+
+def _scalar(n: int) -> bytes:
+    return n.to_bytes(SCALAR_BYTES, "little")
+
+
+def _batch_inverse(values: Sequence[int]) -> list[int]:
+    """Inverses mod ``ELL`` of nonzero ``values`` with one modular inversion (Montgomery's trick)."""
+    prefix = [1] * (len(values) + 1)
+    for i, v in enumerate(values):
+        prefix[i + 1] = prefix[i] * v % ELL
+    inv = pow(prefix[-1], -1, ELL)
+    out = [0] * len(values)
+    for i in range(len(values) - 1, -1, -1):
+        out[i] = inv * prefix[i] % ELL
+        inv = inv * values[i] % ELL
+    return out
+
+
+def _lagrange_ints(xs: Sequence[int], at: int) -> list[int]:
     k = len(xs)
-    numerators = []
-    denominators = []
+    numerators, denominators = [], []
     for i in range(k):
-        num = SCALAR_ONE
-        den = SCALAR_ONE
+        num = den = 1
+        xi = xs[i]
         for j in range(k):
-            if i == j:
-                continue
-            num = _sc_mul(num, _sc_sub(at, xs[j]))
-            den = _sc_mul(den, _sc_sub(xs[i], xs[j]))
+            if i != j:
+                num = num * (at - xs[j]) % ELL
+                den = den * (xi - xs[j]) % ELL
         numerators.append(num)
         denominators.append(den)
-    inverses = batch_invert(denominators)
-    return [_sc_mul(n, d) for n, d in zip(numerators, inverses, strict=True)]
+    return [n * d % ELL for n, d in zip(numerators, _batch_inverse(denominators), strict=True)]
+
+
+def lagrange_coefficients(xs: Sequence[bytes], at: bytes = SCALAR_ZERO) -> list[bytes]:
+    """``l_i(at)`` for the Lagrange basis of the distinct points ``xs``."""
+    return [_scalar(c) for c in _lagrange_ints([_int(x) for x in xs], _int(at))]
 
 
 def interpolate_at(shares: Sequence[Share], at: bytes = SCALAR_ZERO) -> bytes:
@@ -154,11 +180,8 @@ def interpolate_at(shares: Sequence[Share], at: bytes = SCALAR_ZERO) -> bytes:
     if not shares:
         raise SecretSharingError("cannot interpolate from zero shares")
     _distinct(shares)
-    coeffs = lagrange_coefficients([s.x for s in shares], at)
-    acc = SCALAR_ZERO
-    for c, s in zip(coeffs, shares, strict=True):
-        acc = _sc_add(acc, _sc_mul(c, s.y))
-    return acc
+    coeffs = _lagrange_ints([_int(s.x) for s in shares], _int(at))
+    return _scalar(sum(c * _int(s.y) for c, s in zip(coeffs, shares, strict=True)) % ELL)
 
 
 def interpolate_polynomial(shares: Sequence[Share]) -> list[bytes]:
@@ -167,32 +190,33 @@ def interpolate_polynomial(shares: Sequence[Share]) -> list[bytes]:
         raise SecretSharingError("cannot interpolate from zero shares")
     _distinct(shares)
     k = len(shares)
-    xs = [s.x for s in shares]
+    xs = [_int(s.x) for s in shares]
     # Product polynomial prod_j (X - x_j), coefficients constant-first.
-    full = [SCALAR_ONE]
+    full = [1]
     for xj in xs:
-        nxt = [SCALAR_ZERO] * (len(full) + 1)
+        nxt = [0] * (len(full) + 1)
         for d, c in enumerate(full):
-            nxt[d + 1] = _sc_add(nxt[d + 1], c)
-            nxt[d] = _sc_sub(nxt[d], _sc_mul(c, xj))
+            nxt[d + 1] = (nxt[d + 1] + c) % ELL
+            nxt[d] = (nxt[d] - c * xj) % ELL
         full = nxt
-    result = [SCALAR_ZERO] * k
-    denominators = []
-    quotients = []
+    quotients, denominators = [], []
     for i in range(k):
-        # Divide prod (X - x_j) by (X - x_i) synthetically.
-        q = [SCALAR_ZERO] * k
+        # Divide prod (X - x_i') by (X - x_i) synthetically; the quotient's value at x_i is the denominator.
+        q = [0] * k
         q[k - 1] = full[k]
         for d in range(k - 1, 0, -1):
-            q[d - 1] = _sc_add(full[d], _sc_mul(xs[i], q[d]))
+            q[d - 1] = (full[d] + xs[i] * q[d]) % ELL
         quotients.append(q)
-        denominators.append(evaluate_polynomial(q, xs[i]))
-    inverses = batch_invert(denominators)
-    for i in range(k):
-        scale = _sc_mul(shares[i].y, inverses[i])
+        value = 0
+        for c in reversed(q):
+            value = (value * xs[i] + c) % ELL
+        denominators.append(value)
+    result = [0] * k
+    for share, q, inv in zip(shares, quotients, _batch_inverse(denominators), strict=True):
+        scale = _int(share.y) * inv % ELL
         for d in range(k):
-            result[d] = _sc_add(result[d], _sc_mul(scale, quotients[i][d]))
-    return result
+            result[d] += scale * q[d]
+    return [_scalar(c % ELL) for c in result]
 
 
 def find_inconsistent(shares: Sequence[Share], threshold: int) -> list[int]:
@@ -276,36 +300,129 @@ class DetectableHash:
         return f"DetectableHash(degree={self.degree}, width={self.width})"
 
 
-def _vandermonde_row(x: bytes, degree: int) -> list[bytes]:
-    row = [SCALAR_ONE]
-    for _ in range(degree):
-        row.append(_sc_mul(row[-1], x))
-    return row
+def _check_rows(rows: Sequence[tuple[bytes, Sequence[bytes]]]) -> tuple[int, list[int]]:
+    n = len(rows)
+    if n == 0:
+        return 0, []
+    width = len(rows[0][1])
+    xs = [_int(r[0]) for r in rows]
+    if len(set(xs)) != n:
+        raise SecretSharingError("detect_genuine: rows must have distinct x")
+    if any(len(r[1]) != width for r in rows):
+        raise SecretSharingError("detect_genuine: every row must have the same number of values")
+    return width, xs
+
+
+def _vandermonde_left_kernel(xs: Sequence[int], k: int) -> list[list[int]]:
+    """A basis of the left kernel of the ``n x (k - 1)`` Vandermonde matrix of ``xs``.
+
+    Vector ``s`` is supported on the ``k`` consecutive points ``s .. s + k - 1``
+    with weights ``w_i = 1 / prod_{j != i} (x_i - x_j)`` (the coefficients of
+    the divided difference of order ``k - 1``, which annihilates every
+    polynomial of degree ``k - 2``). The vectors are independent (each adds a
+    new last point), and there are ``n - k + 1`` of them, the kernel's
+    dimension. Returns ``basis[s][a]``, the weight of point ``s + a``.
+
+    Each point's weights over the windows containing it are computed by
+    sliding, ``w_{s+1} = w_s * (x_i - x_s) / (x_i - x_{s+k})``, with every
+    needed inverse from one batch inversion: ``O(n k)`` field operations.
+    """
+    n = len(xs)
+    windows = n - k + 1
+    basis = [[0] * k for _ in range(windows)]
+    # Differences x_i - x_j for every j that shares a window with i.
+    spans = []
+    diffs: list[int] = []
+    for i in range(n):
+        lo, hi = max(0, i - k + 1), min(i, windows - 1)
+        j_lo, j_hi = lo, hi + k - 1
+        spans.append((lo, hi, j_lo, len(diffs)))
+        xi = xs[i]
+        diffs.extend((xi - xs[j]) % ELL if j != i else 1 for j in range(j_lo, j_hi + 1))
+    inverses = _batch_inverse(diffs)
+    for i in range(n):
+        lo, hi, j_lo, offset = spans[i]
+        base = offset - j_lo  # diffs[base + j] = x_i - x_j, inverses[base + j] its inverse
+        w = 1
+        for j in range(lo, lo + k):
+            if j != i:
+                w = w * inverses[base + j] % ELL
+        basis[lo][i - lo] = w
+        for s in range(lo, hi):
+            w = w * diffs[base + s] % ELL * inverses[base + s + k] % ELL
+            basis[s + 1][i - s - 1] = w
+    return basis
 
 
 def detect_genuine(rows: Sequence[tuple[bytes, Sequence[bytes]]], degree: int) -> frozenset[int]:
     """Indices of the rows ``(x, values)`` that are genuine detectable-hash outputs.
 
-    Requires distinct ``x``. Returns the union of the supports of a basis of
-    the left kernel of ``[V | Y]``; when at least ``degree + 2`` rows are
-    genuine and at most ``len(values)`` are random, that union is exactly the
-    genuine rows (except with probability about ``n / ELL``). Returns the empty
-    set when no linear dependency exists, which is the case, with the same
-    probability, whenever at most ``degree + 1`` rows are genuine.
+    Requires distinct ``x``. Returns the union of the supports of the left
+    kernel of ``[V | Y]`` (``V`` the Vandermonde rows ``1, x, .., x^degree``,
+    ``Y`` the values); when at least ``degree + 2`` rows are genuine and at
+    most ``len(values)`` are random, that union is exactly the genuine rows
+    (except with probability about ``n / ELL``). Returns the empty set when no
+    linear dependency exists, which is the case, with the same probability,
+    whenever at most ``degree + 1`` rows are genuine.
+
+    Method: the left kernel of ``[V | Y]`` is ``{mu B : mu (B Y) = 0}`` for a
+    basis ``B`` of the left kernel of ``V`` (explicit, see
+    :func:`_vandermonde_left_kernel`), so only the ``(n - degree - 1) x width``
+    matrix ``B Y`` is row-reduced: ``O(n (degree + width) k)`` field operations
+    for ``k = degree + 2`` instead of ``O((degree + width)^2 n)`` for the whole
+    matrix (:func:`_detect_genuine_dense`, the tested reference). The union of
+    supports does not depend on the basis chosen.
     """
+    width, xs = _check_rows(rows)
+    n = len(rows)
+    k = degree + 2
+    if n < k:
+        return frozenset()  # V has full row rank: no dependency at all
+    basis = _vandermonde_left_kernel(xs, k)
+    windows = len(basis)
+    ys = [[_int(v) for v in values] for _, values in rows]
+    # (B Y)^T: one row per value column, one column per kernel vector of V.
+    by_t = [[0] * windows for _ in range(width)]
+    for s, weights in enumerate(basis):
+        for w in range(width):
+            by_t[w][s] = sum(weights[a] * ys[s + a][w] for a in range(k)) % ELL
+    pivots = _row_reduce(by_t, windows)
+    pivot_cols = {c for _, c in pivots}
+    free = [c for c in range(windows) if c not in pivot_cols]
+    support: set[int] = set()
+    for f in free:
+        # Kernel vector of (B Y)^T with mu_f = 1: mu_c = -row[f] for each pivot (row, c).
+        mu = {f: 1}
+        for r, c in pivots:
+            if by_t[r][f]:
+                mu[c] = -by_t[r][f] % ELL
+        combined = [0] * n
+        for s, coefficient in mu.items():
+            for a, weight in enumerate(basis[s]):
+                combined[s + a] += coefficient * weight
+        support.update(i for i, v in enumerate(combined) if v % ELL)
+    return frozenset(support)
+
+
+def _detect_genuine_dense(rows: Sequence[tuple[bytes, Sequence[bytes]]], degree: int) -> frozenset[int]:
+    """:func:`detect_genuine` by row-reducing the whole ``[V | Y]^T``: ``O((degree + width)^2 n)``.
+
+    The reference the structured method is tested against; not used by the protocols.
+    """
+    width, _ = _check_rows(rows)
     n = len(rows)
     if n == 0:
         return frozenset()
-    width = len(rows[0][1])
-    xs = [r[0] for r in rows]
-    if len(set(xs)) != n:
-        raise SecretSharingError("detect_genuine: rows must have distinct x")
-    if any(len(r[1]) != width for r in rows):
-        raise SecretSharingError("detect_genuine: every row must have the same number of values")
     # A^T has one row per column of [V | Y] and one column per candidate row.
-    columns = [_vandermonde_row(x, degree) + list(values) for x, values in rows]
     m = degree + 1 + width
-    matrix = [[columns[j][i] for j in range(n)] for i in range(m)]
+    matrix = [[0] * n for _ in range(m)]
+    for j, (x, values) in enumerate(rows):
+        xi, power = _int(x), 1
+        for i in range(degree + 1):
+            matrix[i][j] = power
+            power = power * xi % ELL
+        for i, v in enumerate(values):
+            matrix[degree + 1 + i][j] = _int(v)
     pivots = _row_reduce(matrix, n)
     pivot_cols = {c for _, c in pivots}
     free = [c for c in range(n) if c not in pivot_cols]
@@ -314,37 +431,36 @@ def detect_genuine(rows: Sequence[tuple[bytes, Sequence[bytes]]], degree: int) -
     support = set(free)
     for r, c in pivots:
         row = matrix[r]
-        if any(row[f] != SCALAR_ZERO for f in free):
+        if any(row[f] for f in free):
             support.add(c)
     return frozenset(support)
 
 
-def _row_reduce(matrix: list[list[bytes]], ncols: int) -> list[tuple[int, int]]:
-    """Reduced row echelon form in place; returns the (row, column) pivots."""
+def _row_reduce(matrix: list[list[int]], ncols: int) -> list[tuple[int, int]]:
+    """Reduced row echelon form mod ``ELL`` in place; returns the (row, column) pivots."""
     pivots: list[tuple[int, int]] = []
     r = 0
     nrows = len(matrix)
     for c in range(ncols):
         if r == nrows:
             break
-        p = next((i for i in range(r, nrows) if matrix[i][c] != SCALAR_ZERO), None)
+        p = next((i for i in range(r, nrows) if matrix[i][c]), None)
         if p is None:
             continue
         matrix[r], matrix[p] = matrix[p], matrix[r]
-        inv = _sc_inv(matrix[r][c])
-        pivot_row = [_sc_mul(v, inv) if v != SCALAR_ZERO else v for v in matrix[r]]
+        inv = pow(matrix[r][c], -1, ELL)
+        pivot_row = [v * inv % ELL for v in matrix[r]]
         matrix[r] = pivot_row
+        nonzero = [k for k in range(c, ncols) if pivot_row[k]]
         for i in range(nrows):
             if i == r:
                 continue
-            factor = matrix[i][c]
-            if factor == SCALAR_ZERO:
-                continue
             row = matrix[i]
-            for k in range(c, ncols):
-                pv = pivot_row[k]
-                if pv != SCALAR_ZERO:
-                    row[k] = _sc_sub(row[k], _sc_mul(factor, pv))
+            factor = row[c]
+            if not factor:
+                continue
+            for k in nonzero:
+                row[k] = (row[k] - factor * pivot_row[k]) % ELL
         pivots.append((r, c))
         r += 1
     return pivots
