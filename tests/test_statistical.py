@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from e2escan.errors import ScenarioError
+from e2escan.errors import ConfigError, ScenarioError
 from e2escan.sim.calibration import Calibration, calibrate
 from e2escan.sim.faithful import run_faithful
 from e2escan.sim.measure import compute_metrics
@@ -107,20 +107,29 @@ def test_calibration_file_round_trip_and_validation(ahash_calibration, tmp_path)
         cal.recall("blur", 3)
 
 
-def test_tail_extrapolation_matches_a_known_normal():
-    """Below the empirical support the collision probability follows the fitted normal."""
-    from math import erfc, sqrt
+def test_tail_extrapolation_below_the_data():
+    """Below the empirical support the collision probability comes from the lower-tail fits of hash-eval
+    (normal by default, exponential on request)."""
+    from math import comb
+
+    from e2escan.hashing import fit_lower_tail
 
     rng = np.random.default_rng(0)
-    d = np.clip(np.rint(rng.normal(128, 8, 200_000)), 0, 256).astype(int)
+    d = rng.binomial(256, 0.5, 200_000)  # independent bits: a log-concave distance distribution
     hist = tuple(int(x) for x in np.bincount(d, minlength=257))
     cal = Calibration("test", 256, 64, "png", hist, {"identity": (1,) + (0,) * 256}, "synthetic", 0)
-    sd = sqrt(64 + 1 / 12)  # rounding to integers adds the variance of a uniform on [-1/2, 1/2]
-    for r in (40, 80, 95):
-        z = (r + 0.5 - 128) / sd
-        assert cal.collision_probability(r) == pytest.approx(0.5 * erfc(-z / sqrt(2)), rel=0.1)
-    # Where data exist, the empirical CDF is used.
-    assert cal.collision_probability(128) == pytest.approx((d <= 128).mean())
+    assert min(d) > 70
+    for r, decades in ((40, 3), (70, 1)):
+        exact = sum(comb(256, k) for k in range(r + 1)) / 2**256
+        normal, exponential = cal.collision_probability(r), cal.collision_probability(r, "exponential")
+        assert normal == fit_lower_tail(np.array(hist), model="normal").fpr(r)
+        assert exponential == fit_lower_tail(np.array(hist)).fpr(r)
+        assert abs(np.log10(normal / exact)) < decades  # a central estimate, 30 to 13 decades below the data
+        assert exponential >= exact  # an upper estimate
+    # Where data exist, the empirical CDF is used by both.
+    assert cal.collision_probability(128) == cal.collision_probability(128, "normal") == pytest.approx((d <= 128).mean())
+    with pytest.raises(ConfigError, match="unknown tail model"):
+        cal.collision_probability(40, "gumbel")
 
 
 def test_scenario_mismatch_is_refused(ahash_calibration):

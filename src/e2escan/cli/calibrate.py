@@ -31,8 +31,10 @@ def run(args: argparse.Namespace) -> int:
         cal = calibrate(hasher.name, hasher.params(), transforms=specs, images=args.images, image_size=args.image_size,
                         encoding=args.encoding, seed=args.seed, progress=bar.update)
     cal.save(args.out)
-    mean, sd = cal._normal_fit()
-    print(f"{cal.hasher}: unrelated-pair distance mean {mean:.1f}, sd {sd:.2f} over {sum(cal.unrelated):,} pairs")
+    mean, sd = cal.unrelated_moments()
+    print(f"{cal.hasher}: unrelated-pair distance mean {mean:.1f}, sd {sd:.2f} over {sum(cal.unrelated):,} pairs; "
+          f"collision probability at radius 31: {cal.collision_probability(31):.3g} "
+          f"(normal tail fit where no pair is that close; exponential: {cal.collision_probability(31, 'exponential'):.3g})")
     for spec in cal.transforms:
         print(f"  recall at radius 0 / 8 / 31: {cal.recall(spec, 0):.3f} / {cal.recall(spec, 8):.3f} / "
               f"{cal.recall(spec, 31):.3f}  {spec}")

@@ -6,8 +6,13 @@ encoding, the Hamming distance distributions that decide every match:
 * ``unrelated``: distances between hashes of unrelated images (all pairs of a
   corpus). ``collision_probability(r)`` is P(distance <= r) for one pair: the
   empirical CDF where at least ``MIN_TAIL_PAIRS`` pairs support it, and below
-  that a normal fit to the empirical distribution (continuity-corrected,
-  mean and standard deviation of all pairs), which is the stated extrapolation.
+  that the lower-tail fit of :func:`e2escan.hashing.fit_lower_tail`, the same
+  stated extrapolation as ``e2escan hash-eval``. The simulator's default is
+  the normal model, a central estimate (tracks independent-bit hashes, but is
+  permissive for tails heavier than normal); ``tail_model = "exponential"``
+  gives an upper estimate instead (it over-states the FPR of any log-concave
+  distance distribution, by many decades far below the data), for
+  sensitivity analysis.
 * ``transforms``: for each transformation chain, distances between the hash of
   an original and of its transformed, encoded and decoded copy.
   ``recall(spec, r)`` is P(distance <= r), empirical.
@@ -19,6 +24,7 @@ size or encoding differs from the scenario's.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -31,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ScenarioError
-from ..hashing import HashArray, get_hasher
+from ..hashing import HashArray, TailFit, fit_lower_tail, get_hasher
 from ..images import image_rng, synthetic_image
 from ..results import provenance, write_json
 from .content import chain_for
@@ -50,6 +56,11 @@ def encode_decode(image: Image.Image, encoding: str) -> Image.Image:
     return Image.open(io.BytesIO(buf.getvalue()))
 
 
+@functools.lru_cache(maxsize=32)
+def _tail_fit(unrelated: tuple[int, ...], model: str) -> TailFit:
+    return fit_lower_tail(np.asarray(unrelated, dtype=np.int64), model=model)
+
+
 @dataclass(frozen=True)
 class Calibration:
     hasher: str
@@ -65,25 +76,28 @@ class Calibration:
 
     # -- probabilities ---------------------------------------------------------
 
-    def _normal_fit(self) -> tuple[float, float]:
+    def tail_fit(self, model: str = "normal") -> TailFit:
+        """The lower-tail model of the unrelated-pair distances (cached per histogram and model)."""
+        return _tail_fit(tuple(self.unrelated), model)
+
+    def unrelated_moments(self) -> tuple[float, float]:
+        """Mean and standard deviation of the unrelated-pair distances."""
         h = np.asarray(self.unrelated, dtype=float)
         d = np.arange(h.size)
         n = h.sum()
         mean = float((h * d).sum() / n)
         var = float((h * (d - mean) ** 2).sum() / n)
-        return mean, math.sqrt(max(var, 1e-12))
+        return mean, math.sqrt(max(var, 0.0))
 
-    def collision_probability(self, radius: int) -> float:
-        """P(distance <= radius) for two unrelated images."""
+    def collision_probability(self, radius: int, tail_model: str = "normal") -> float:
+        """P(distance <= radius) for two unrelated images: empirical, or the tail model below the data."""
         h = np.asarray(self.unrelated, dtype=float)
         if radius >= h.size - 1:
             return 1.0
         below = h[: radius + 1].sum()
         if below >= MIN_TAIL_PAIRS:
             return float(below / h.sum())
-        mean, sd = self._normal_fit()
-        z = (radius + 0.5 - mean) / sd
-        return 0.5 * math.erfc(-z / math.sqrt(2.0))
+        return self.tail_fit(tail_model).fpr(radius)
 
     def recall(self, spec: str, radius: int) -> float:
         key = spec.strip() if spec.strip() not in ("none", "") else "identity"
@@ -94,9 +108,9 @@ class Calibration:
         h = np.asarray(self.transforms[key], dtype=float)
         return float(h[: radius + 1].sum() / h.sum())
 
-    def false_match_probability(self, radius: int, database_size: int) -> float:
+    def false_match_probability(self, radius: int, database_size: int, tail_model: str = "normal") -> float:
         """P(an innocent image lies within ``radius`` of at least one of ``database_size`` hashes)."""
-        q = self.collision_probability(radius)
+        q = self.collision_probability(radius, tail_model)
         if q >= 1.0:
             return 1.0
         return float(-math.expm1(database_size * math.log1p(-q)))

@@ -160,6 +160,12 @@ class StatisticalConfig:
         "(e.g. a published measurement of the deployed hash)",
         range=(0.0, 1.0),
     )
+    tail_model: str = option(
+        "normal",
+        doc="how the calibration's unrelated-pair FPR is extrapolated below its data: 'normal' (a central "
+        "estimate) or 'exponential' (an upper estimate for log-concave tails); see e2escan.hashing.thresholds",
+        choices=("exponential", "normal"),
+    )
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,12 @@ def probabilities(scenario: Scenario, cal: Calibration, rng: np.random.Generator
     radius, threshold = protocol_matching(scenario)
     t = scenario.traffic
     override = scenario.statistical.false_match_rate
-    p_fresh = override if override is not None else cal.false_match_probability(radius, scenario.content.database_size)
+    if override is not None:
+        p_fresh = override
+    else:
+        p_fresh = cal.false_match_probability(
+            radius, scenario.content.database_size, tail_model=scenario.statistical.tail_model
+        )
     weights = np.array([x.weight for x in scenario.content.transforms], dtype=float)
     recalls = np.array([cal.recall(x.spec, radius) for x in scenario.content.transforms])
     recall = float((weights * recalls).sum() / weights.sum())
