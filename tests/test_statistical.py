@@ -58,7 +58,7 @@ def test_statistical_agrees_with_faithful_within_cis(ahash_calibration, seed, ra
     s = scenario(ahash_calibration, seed, radius, threshold)
     faithful = compute_metrics(run_faithful(s, protocol=sim_fakes, cache_dir=None))
     # Pool several statistical replicates so its interval is narrow; the faithful one is the wide one.
-    stat = [run_statistical(s.with_overrides(engine="statistical"), rep)["metrics"] for rep in range(8)]
+    stat = [run_statistical(s.with_overrides(engine="statistical"), rep, protocol=sim_fakes)["metrics"] for rep in range(8)]
 
     def pooled(section, key):
         from e2escan.metrics.rates import proportion
@@ -78,9 +78,9 @@ def test_sparse_and_dense_innocent_sampling_agree(ahash_calibration):
     base = scenario(ahash_calibration, 3, 12, 2, engine="statistical", accounts=20_000)
     base = base.with_overrides(**{"statistical.false_match_rate": 0.02, "population.offender_share": 0.0,
                                   "traffic.messages_per_day": 5})
-    sparse = [run_statistical(base, r)["metrics"]["accounts"]["innocent_flagged"]["count"] for r in range(5)]
+    sparse = [run_statistical(base, r, protocol=sim_fakes)["metrics"]["accounts"]["innocent_flagged"]["count"] for r in range(5)]
     # 'fixed' traffic forces the dense path; with 5 messages a day, images ~ Binomial(5, 0.6) per account-day.
-    dense = [run_statistical(base.with_overrides(**{"traffic.distribution": "fixed"}), r)["metrics"]["accounts"]
+    dense = [run_statistical(base.with_overrides(**{"traffic.distribution": "fixed"}), r, protocol=sim_fakes)["metrics"]["accounts"]
              ["innocent_flagged"]["count"] for r in range(5)]
     # Expected flags: P[N >= 2] for N ~ Poisson(3 days * 3 images * 0.02) vs Binomial(15, 0.012).
     lam = 3 * 3 * 0.02
@@ -135,4 +135,17 @@ def test_tail_extrapolation_below_the_data():
 def test_scenario_mismatch_is_refused(ahash_calibration):
     s = scenario(ahash_calibration, 1, 4, 2, engine="statistical").with_overrides(**{"content.image_size": 128})
     with pytest.raises(ScenarioError, match="measured with png attachments of 64px"):
-        run_statistical(s)
+        run_statistical(s, protocol=sim_fakes)
+
+
+def test_omitted_protocol_parameters_take_the_protocols_defaults(ahash_calibration):
+    """tpsi-ad without a threshold uses its default of 30 on both paths (not 1)."""
+    from e2escan.protocols import get_protocol
+    from e2escan.sim.statistical import protocol_matching
+
+    s = scenario(ahash_calibration, 1, 0, 2, engine="statistical").with_overrides(
+        **{"protocol.name": "tpsi-ad", "protocol.params": {}}
+    )
+    default = get_protocol("tpsi-ad").Params().threshold
+    assert default == 30 and protocol_matching(s) == (0, default)
+    assert run_statistical(s)["metrics"]["threshold"] == default

@@ -42,6 +42,7 @@ import numpy as np
 from ..errors import ScenarioError
 from ..metrics.leakage import estimate
 from ..metrics.rates import proportion
+from ..protocols import get_protocol
 from .calibration import Calibration
 from .faithful import spawn_streams
 from .scenario import Scenario, shipped_scenarios_dir
@@ -50,18 +51,23 @@ from .scenario import Scenario, shipped_scenarios_dir
 PER_VOUCHER_MATCH_LEAK = {"plaintext", "psi-exact"}
 
 
-def protocol_matching(scenario: Scenario) -> tuple[int, int]:
-    """(Hamming radius, threshold) that decide matches and flags for radius-based protocols."""
-    params = scenario.protocol.params
+def protocol_matching(scenario: Scenario, protocol: Any = None) -> tuple[int, int]:
+    """(Hamming radius, threshold) that decide matches and flags for radius-based protocols.
+
+    Read from the protocol's own parameter object, so omitted parameters take
+    the protocol's defaults exactly as on the faithful path (e.g. tpsi-ad's
+    threshold of 30).
+    """
     name = scenario.protocol.name
     if "multiprobe" in name:
         raise ScenarioError(
             f"protocol.name: the statistical path models radius-based matching; {name!r} matches on probe sets, "
             "use engine = 'faithful'"
         )
-    radius = int(params.get("radius", 0))
-    threshold = int(params.get("threshold", 1))
-    return radius, threshold
+    proto = protocol if protocol is not None else get_protocol(name)
+    params = proto.Params(**scenario.protocol.params)
+    radius = proto.match_radius(params) if hasattr(proto, "match_radius") else int(getattr(params, "radius", 0))
+    return radius, int(getattr(params, "threshold", 1))
 
 
 def load_calibration(scenario: Scenario) -> Calibration:
@@ -91,8 +97,10 @@ class Probabilities:
     p_innocent_image: float  # an innocent image matches, averaged over fresh/forwarded
 
 
-def probabilities(scenario: Scenario, cal: Calibration, rng: np.random.Generator) -> Probabilities:
-    radius, threshold = protocol_matching(scenario)
+def probabilities(
+    scenario: Scenario, cal: Calibration, rng: np.random.Generator, protocol: Any = None
+) -> Probabilities:
+    radius, threshold = protocol_matching(scenario, protocol)
     t = scenario.traffic
     override = scenario.statistical.false_match_rate
     if override is not None:
@@ -112,14 +120,22 @@ def probabilities(scenario: Scenario, cal: Calibration, rng: np.random.Generator
     return Probabilities(radius, threshold, p_fresh, popular_match, share, recall, p_img)
 
 
-def run_statistical(scenario: Scenario, replicate: int = 0, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Simulate one replicate; returns ``{"metrics", "costs", "daily", "histogram"}`` like the faithful path."""
+def run_statistical(
+    scenario: Scenario,
+    replicate: int = 0,
+    progress: Callable[[int], None] | None = None,
+    protocol: Any = None,
+) -> dict[str, Any]:
+    """Simulate one replicate; returns ``{"metrics", "costs", "daily", "histogram"}`` like the faithful path.
+
+    ``protocol`` replaces the registered protocol module (for variants under test), as in ``run_faithful``.
+    """
     started = time.perf_counter()
     cal = load_calibration(scenario)
     streams = spawn_streams(scenario, replicate)
     rng = streams["traffic"]
     s, pop, tr = scenario, scenario.population, scenario.traffic
-    prob = probabilities(s, cal, streams["content"])
+    prob = probabilities(s, cal, streams["content"], protocol)
     n = pop.accounts
     n_off = int(round(pop.offender_share * n))
     n_inn = n - n_off
