@@ -149,3 +149,26 @@ def test_omitted_protocol_parameters_take_the_protocols_defaults(ahash_calibrati
     default = get_protocol("tpsi-ad").Params().threshold
     assert default == 30 and protocol_matching(s) == (0, default)
     assert run_statistical(s)["metrics"]["threshold"] == default
+
+
+@pytest.mark.parametrize("synthetic", [0.0, 0.5])
+def test_synthetic_vouchers_never_count_toward_the_threshold(ahash_calibration, synthetic):
+    """With fixed traffic an offender's counted matches are exactly Binomial(m * days, share * q * (1 - p_syn))."""
+    from math import comb
+
+    s = scenario(ahash_calibration, 4, 0, 3, engine="statistical", accounts=20_000).with_overrides(**{
+        "traffic.distribution": "fixed",
+        "protocol.name": "tpsi-ad",
+        "protocol.params": {"threshold": 3, "synthetic_probability": synthetic, "synthetic_capacity": 64},
+    })
+    m = run_statistical(s)["metrics"]
+    model, ct = m["model"], s.content
+    assert model["synthetic_probability"] == synthetic
+    q = ct.offender_known_share * model["recall_known"] + (1 - ct.offender_known_share) * model["p_innocent_image_false_match"]
+    per_image = s.traffic.image_share * q * (1 - synthetic)
+    n = int(round(s.traffic.messages_per_day)) * s.days
+    expected = 1 - sum(comb(n, k) * per_image**k * (1 - per_image) ** (n - k) for k in range(3))
+    flagged = m["accounts"]["offenders_flagged"]
+    assert flagged["ci_low"] <= expected <= flagged["ci_high"], (flagged, expected)
+    features = {row["feature"] for row in m["leakage"]}
+    assert ("opened_events" in features) == (synthetic > 0)

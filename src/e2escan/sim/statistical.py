@@ -18,6 +18,15 @@ model, per replicate:
   anything (exact, not an approximation). With fixed traffic every account is
   sampled densely, chunk by chunk;
 * offenders are sampled densely, day by day, with their known and innocent images;
+* threshold protocols with synthetic vouchers (tpsi-ad and its variants): each
+  voucher is synthetic with the protocol's ``synthetic_probability`` (the
+  device's ``synthetic_capacity`` bounds the count in the leakage sample); a
+  synthetic voucher opens like a match and never counts toward the threshold,
+  so a matching image counts with probability ``1 - synthetic_probability``.
+  Per-image false-positive and false-negative rates are of the hash match, as
+  on the faithful path. Not modelled: ``dedup = "hash"`` (re-sent copies of
+  one image counting once), which matters only for accounts resending the
+  same known image;
 * review is a FIFO queue over daily cohorts with the scenario's capacity and
   accuracy. A case is "truly offending" when the account is an offender (in the
   faithful path: when a revealed image is a known image; the two differ only
@@ -25,7 +34,9 @@ model, per replicate:
 
 Leakage is estimated on a stratified sample of accounts (``leakage_sample``
 per class) from the features the server would log: vouchers (one per image),
-messages, and per-voucher match results where the protocol reveals them.
+messages, per-voucher match results where the protocol reveals them, and the
+opened-voucher count (genuine matches plus synthetic vouchers) for protocols
+with synthetic vouchers.
 """
 
 from __future__ import annotations
@@ -64,10 +75,15 @@ def protocol_matching(scenario: Scenario, protocol: Any = None) -> tuple[int, in
             f"protocol.name: the statistical path models radius-based matching; {name!r} matches on probe sets, "
             "use engine = 'faithful'"
         )
+    params = _protocol_params(scenario, protocol)
     proto = protocol if protocol is not None else get_protocol(name)
-    params = proto.Params(**scenario.protocol.params)
     radius = proto.match_radius(params) if hasattr(proto, "match_radius") else int(getattr(params, "radius", 0))
     return radius, int(getattr(params, "threshold", 1))
+
+
+def _protocol_params(scenario: Scenario, protocol: Any = None) -> Any:
+    proto = protocol if protocol is not None else get_protocol(scenario.protocol.name)
+    return proto.Params(**scenario.protocol.params)
 
 
 def load_calibration(scenario: Scenario) -> Calibration:
@@ -95,6 +111,8 @@ class Probabilities:
     popular_share: np.ndarray  # popularity distribution
     recall: float  # a known image (after the transform mix) matches
     p_innocent_image: float  # an innocent image matches, averaged over fresh/forwarded
+    synthetic: float = 0.0  # a voucher is synthetic (threshold protocols): it opens but never counts toward t
+    synthetic_capacity: int = 0  # most synthetic vouchers per device
 
 
 def probabilities(
@@ -117,7 +135,10 @@ def probabilities(
     share /= share.sum()
     popular_match = rng.random(t.popular_images) < p_fresh
     p_img = (1 - t.forward_share) * p_fresh + t.forward_share * float((share * popular_match).sum())
-    return Probabilities(radius, threshold, p_fresh, popular_match, share, recall, p_img)
+    params = _protocol_params(scenario, protocol)
+    synthetic = float(getattr(params, "synthetic_probability", 0.0))
+    capacity = int(getattr(params, "synthetic_capacity", 0))
+    return Probabilities(radius, threshold, p_fresh, popular_match, share, recall, p_img, synthetic, capacity)
 
 
 def run_statistical(
@@ -208,6 +229,7 @@ def run_statistical(
             "p_fresh_false_match": prob.p_fresh,
             "p_innocent_image_false_match": prob.p_innocent_image,
             "recall_known": prob.recall,
+            "synthetic_probability": prob.synthetic,
             "popular_images_matching": int(prob.p_popular.sum()),
             "calibration": cal.corpus + f" ({cal.hasher}, {cal.encoding}, {cal.image_size}px)",
             "false_match_rate_source": "scenario (statistical.false_match_rate)"
@@ -270,17 +292,21 @@ def _innocent_accounts(s: Scenario, prob: Probabilities, n_inn: int, lam: float,
         return total_images, np.zeros(0, np.int64), np.zeros(0, np.int64)
     order = np.lexsort((day_of, accounts))
     accounts, day_of = accounts[order], day_of[order]
-    uniq, start, counts = np.unique(accounts, return_index=True, return_counts=True)
-    cross = np.full(uniq.size, -1)
-    over = counts >= t
-    cross[over] = day_of[start[over] + t - 1]  # the day of the t-th false match
-    return total_images, counts, cross[over]
+    _, counts = np.unique(accounts, return_counts=True)
+    if prob.synthetic > 0:
+        # A matching image sent as a synthetic voucher opens but never counts toward t.
+        genuine = _genuine(rng, accounts.size, prob.synthetic)
+        accounts, day_of = accounts[genuine], day_of[genuine]
+    _, start, genuine_counts = np.unique(accounts, return_index=True, return_counts=True)
+    over = genuine_counts >= t
+    cross = day_of[start[over] + t - 1]  # the day of the t-th genuine false match
+    return total_images, counts, cross
 
 
 def _offenders(s: Scenario, prob: Probabilities, n_off: int, lam: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
     tr, ct = s.traffic, s.content
     z = lambda: np.zeros(n_off, dtype=np.int64)
-    out = {k: z() for k in ("images", "known", "known_matched", "false", "matches")}
+    out = {k: z() for k in ("images", "known", "known_matched", "false", "matches", "counted")}
     out["first_known_day"] = np.full(n_off, -1)
     out["cross_day"] = np.full(n_off, -1)
     m = int(round(tr.messages_per_day * tr.offender_activity))
@@ -295,10 +321,19 @@ def _offenders(s: Scenario, prob: Probabilities, n_off: int, lam: float, rng: np
         for key, v in (("images", imgs), ("known", known), ("known_matched", known_matched), ("false", false)):
             out[key] += v
         out["first_known_day"][(out["first_known_day"] < 0) & (known > 0)] = d
-        before = out["matches"] < prob.threshold
         out["matches"] += known_matched + false
-        out["cross_day"][before & (out["matches"] >= prob.threshold)] = d
+        counted = known_matched + false
+        if prob.synthetic > 0:
+            counted = rng.binomial(counted, 1.0 - prob.synthetic)  # synthetic vouchers never count toward t
+        before = out["counted"] < prob.threshold
+        out["counted"] += counted
+        out["cross_day"][before & (out["counted"] >= prob.threshold)] = d
     return out
+
+
+def _genuine(rng: np.random.Generator, size: int, synthetic: float) -> np.ndarray:
+    """Which of ``size`` matching images were sent as genuine (not synthetic) vouchers."""
+    return rng.random(size) >= synthetic
 
 
 def _review(s: Scenario, flags_inn_by_day: np.ndarray, off_flag_day: np.ndarray, rng: np.random.Generator):
@@ -358,14 +393,23 @@ def _leakage(s: Scenario, prob: Probabilities, lam: float, lam_off: float, rng: 
         imgs = rng.binomial(msgs, s.traffic.image_share)
         known = rng.binomial(imgs, s.content.offender_known_share) if offender else np.zeros(count, np.int64)
         matches = rng.binomial(known, prob.recall) + rng.binomial(imgs - known, prob.p_innocent_image)
-        return {"messages_sent": msgs, "vouchers": imgs, "matches": matches}
+        out = {"messages_sent": msgs, "vouchers": imgs, "matches": matches, "counted": matches}
+        if prob.synthetic > 0:
+            # Each voucher is synthetic with the protocol's probability (up to the device's capacity);
+            # a synthetic voucher opens like a match, a matching image sent synthetic does not count.
+            synthetic = np.minimum(rng.binomial(imgs, prob.synthetic), prob.synthetic_capacity)
+            out["counted"] = rng.binomial(matches, 1.0 - prob.synthetic)
+            out["opened"] = out["counted"] + synthetic
+        return out
 
     a, b = sample(k_off, lam_off, True), sample(k_inn, lam, False)
-    keep_a, keep_b = a["matches"] < prob.threshold, b["matches"] < prob.threshold  # not flagged
+    keep_a, keep_b = a["counted"] < prob.threshold, b["counted"] < prob.threshold  # not flagged
     label = np.r_[np.ones(int(keep_a.sum()), bool), np.zeros(int(keep_b.sum()), bool)]
     feats = {"messages_sent": "messages_sent", "vouchers": "vouchers"}
     if s.protocol.name in PER_VOUCHER_MATCH_LEAK:
         feats["match_events"] = "matches"
+    if prob.synthetic > 0:
+        feats["opened_events"] = "opened"
     out = []
     for name, key in feats.items():
         values = np.r_[a[key][keep_a], b[key][keep_b]].astype(float)
