@@ -269,3 +269,32 @@ def test_every_transform_keeps_a_valid_rgb_image(name, seed, w, h):
     image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     out = TransformChain((TransformStep.make(name),)).apply(image, rng).image
     assert out.mode == "RGB" and out.width >= 1 and out.height >= 1
+
+
+def test_skimage_photo_corpus_without_the_extra_names_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "skimage", None)  # import skimage -> ImportError
+    with pytest.raises(ConfigError, match=r"needs scikit-image.*\.\[photos\]"):
+        open_corpus("skimage")
+
+
+def test_skimage_photo_corpus(tmp_path):
+    pytest.importorskip("skimage")
+    from e2escan.images import SKIMAGE_PHOTOS
+
+    corpus = open_corpus("skimage")
+    assert corpus.spec == "skimage" and len(corpus) == len(SKIMAGE_PHOTOS) == 19
+    names = [item.name for item in corpus]
+    assert names == list(SKIMAGE_PHOTOS) and not corpus.skipped
+
+
+def test_directory_corpus_with_an_explicit_file_list(tmp_path, sample):
+    from e2escan.images.corpus import DirectoryCorpus
+
+    sample.save(tmp_path / "a.png")
+    sample.save(tmp_path / "b.png")
+    corpus = DirectoryCorpus(tmp_path, include=("b.png", "a.png"), label="two")
+    assert corpus.spec == "two" and corpus.files == ("b.png", "a.png")
+    with pytest.raises(ConfigError, match="missing file"):
+        DirectoryCorpus(tmp_path, include=("c.png",))

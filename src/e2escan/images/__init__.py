@@ -8,7 +8,9 @@ from .corpus import (
     DirectoryCorpus,
     SkippedFile,
     SyntheticCorpus,
+    SKIMAGE_PHOTOS,
     open_corpus,
+    skimage_photos,
     synthetic_corpus,
 )
 from .loading import ACCEPTED_FORMATS, DEFAULT_MAX_PIXELS, load_image
@@ -46,6 +48,8 @@ __all__ = [
     "image_rng",
     "load_image",
     "open_corpus",
+    "SKIMAGE_PHOTOS",
+    "skimage_photos",
     "parse_chain",
     "parse_step",
     "parse_transform_set",

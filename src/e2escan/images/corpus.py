@@ -86,6 +86,8 @@ class DirectoryCorpus:
     root: Path
     recursive: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
+    include: tuple[str, ...] | None = None  # exactly these relative paths, in this order (all must exist)
+    label: str | None = None  # the corpus spec to report instead of the directory path
     files: tuple[str, ...] = field(init=False)
     skipped: list[SkippedFile] = field(default_factory=list, repr=False)
 
@@ -93,6 +95,12 @@ class DirectoryCorpus:
         self.root = Path(self.root)
         if not self.root.is_dir():
             raise ConfigError(f"corpus directory {str(self.root)!r} does not exist or is not a directory")
+        if self.include is not None:
+            missing = [f for f in self.include if not (self.root / f).is_file()]
+            if missing:
+                raise ConfigError(f"corpus {self.spec!r}: missing file(s) {', '.join(missing)} in {self.root}")
+            self.files = tuple(self.include)
+            return
         pattern = "**/*" if self.recursive else "*"
         found = []
         for p in self.root.glob(pattern):
@@ -104,7 +112,7 @@ class DirectoryCorpus:
 
     @property
     def spec(self) -> str:
-        return str(self.root)
+        return self.label or str(self.root)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -131,9 +139,37 @@ Corpus = SyntheticCorpus | DirectoryCorpus
 _SYNTHETIC_RE = re.compile(r"\Asynthetic:(\d+)\Z")
 
 
+#: The photographs among the images that ship inside scikit-image's wheel (``skimage/data``):
+#: camera images, microscopy, astronomy and scanned pages. Left out: the synthetic or graphic ones
+#: (chessboards, colour chart, logo, phantom, the binary horse silhouette) and ``motorcycle_right``,
+#: the other half of a stereo pair whose left image is included (a near-duplicate, not an unrelated
+#: image).
+SKIMAGE_PHOTOS: tuple[str, ...] = (
+    "astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "clock_motion.png", "coffee.png",
+    "coins.png", "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png", "microaneurysms.png", "moon.png",
+    "motorcycle_left.png", "page.png", "retina.jpg", "rocket.jpg", "text.png",
+)  # fmt: skip
+SKIMAGE_SPEC = "skimage"
+
+
+def skimage_photos() -> DirectoryCorpus:
+    """The small real-photo corpus of :data:`SKIMAGE_PHOTOS` (needs the optional ``photos`` extra)."""
+    try:
+        import skimage
+    except ImportError:
+        raise ConfigError(
+            f"corpus {SKIMAGE_SPEC!r} needs scikit-image, which is not installed: pip install -e '.[photos]'"
+        ) from None
+    root = Path(skimage.__file__).parent / "data"
+    return DirectoryCorpus(root, recursive=False, include=SKIMAGE_PHOTOS, label=SKIMAGE_SPEC)
+
+
 def open_corpus(spec: str | os.PathLike[str], *, seed: int = 0, size: tuple[int, int] = (256, 256)) -> Corpus:
-    """``"synthetic:N"`` -> N synthetic images of ``size`` from ``seed``; anything else is a directory path."""
+    """``"synthetic:N"`` -> N synthetic images of ``size`` from ``seed``; ``"skimage"`` -> the photographs
+    bundled with scikit-image (:func:`skimage_photos`); anything else is a directory path."""
     text = os.fspath(spec)
+    if text == SKIMAGE_SPEC:
+        return skimage_photos()
     if text.startswith("synthetic:"):
         match = _SYNTHETIC_RE.match(text)
         if not match or int(match.group(1)) < 1:
