@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from .corpus import (
+    SKIMAGE_PHOTOS,
     Corpus,
     CorpusImage,
     DirectoryCorpus,
     SkippedFile,
     SyntheticCorpus,
-    SKIMAGE_PHOTOS,
     open_corpus,
     skimage_photos,
     synthetic_corpus,
@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_TRANSFORMS",
     "QUICK_TRANSFORMS",
+    "SKIMAGE_PHOTOS",
     "TRANSFORMS",
     "TRANSFORM_SETS",
     "Corpus",
@@ -48,11 +49,10 @@ __all__ = [
     "image_rng",
     "load_image",
     "open_corpus",
-    "SKIMAGE_PHOTOS",
-    "skimage_photos",
     "parse_chain",
     "parse_step",
     "parse_transform_set",
+    "skimage_photos",
     "synthetic_corpus",
     "synthetic_image",
 ]
