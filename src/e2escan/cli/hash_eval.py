@@ -28,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Hash every corpus image and its transformed copies; write distance histograms, ROC, "
         "thresholds for target false-positive rates (measured, and extrapolated by a conservative exponential and a central normal tail fit), figures and a summary.",
     )
-    p.add_argument("--corpus", required=True, metavar="DIR|synthetic:N",
-                   help="a directory of JPEG/PNG/WebP files, or synthetic:N seeded synthetic images")
+    p.add_argument("--corpus", required=True, metavar="DIR|synthetic:N|skimage",
+                   help="a directory of JPEG/PNG/WebP files, synthetic:N seeded synthetic images, or skimage "
+                        "(19 photographs bundled with scikit-image; extra 'photos')")
     p.add_argument("--hasher", default=",".join(HASHERS), metavar="NAME[,NAME...]",
                    help=f"hashers, optionally with parameters (phash:hash_size=16,pdq); default {','.join(HASHERS)}")
     p.add_argument("--transforms", default="default", metavar="SET|CHAIN[;...]",
