@@ -69,21 +69,22 @@ def protocol_matching(scenario: Scenario, protocol: Any = None) -> tuple[int, in
     the protocol's defaults exactly as on the faithful path (e.g. tpsi-ad's
     threshold of 30).
     """
+    radius, threshold, _ = _protocol_model(scenario, protocol)
+    return radius, threshold
+
+
+def _protocol_model(scenario: Scenario, protocol: Any = None) -> tuple[int, int, Any]:
+    """(radius, threshold, the protocol's parameter object)."""
     name = scenario.protocol.name
     if "multiprobe" in name:
         raise ScenarioError(
             f"protocol.name: the statistical path models radius-based matching; {name!r} matches on probe sets, "
             "use engine = 'faithful'"
         )
-    params = _protocol_params(scenario, protocol)
     proto = protocol if protocol is not None else get_protocol(name)
+    params = proto.Params(**scenario.protocol.params)
     radius = proto.match_radius(params) if hasattr(proto, "match_radius") else int(getattr(params, "radius", 0))
-    return radius, int(getattr(params, "threshold", 1))
-
-
-def _protocol_params(scenario: Scenario, protocol: Any = None) -> Any:
-    proto = protocol if protocol is not None else get_protocol(scenario.protocol.name)
-    return proto.Params(**scenario.protocol.params)
+    return radius, int(getattr(params, "threshold", 1)), params
 
 
 def load_calibration(scenario: Scenario) -> Calibration:
@@ -118,7 +119,7 @@ class Probabilities:
 def probabilities(
     scenario: Scenario, cal: Calibration, rng: np.random.Generator, protocol: Any = None
 ) -> Probabilities:
-    radius, threshold = protocol_matching(scenario, protocol)
+    radius, threshold, params = _protocol_model(scenario, protocol)
     t = scenario.traffic
     override = scenario.statistical.false_match_rate
     if override is not None:
@@ -135,7 +136,6 @@ def probabilities(
     share /= share.sum()
     popular_match = rng.random(t.popular_images) < p_fresh
     p_img = (1 - t.forward_share) * p_fresh + t.forward_share * float((share * popular_match).sum())
-    params = _protocol_params(scenario, protocol)
     synthetic = float(getattr(params, "synthetic_probability", 0.0))
     capacity = int(getattr(params, "synthetic_capacity", 0))
     return Probabilities(radius, threshold, p_fresh, popular_match, share, recall, p_img, synthetic, capacity)
