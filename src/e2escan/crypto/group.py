@@ -17,7 +17,8 @@ What this module adds is the contract around them:
   ``crypto_core_ed25519_scalar_reduce`` of 64 random bytes, retried if zero).
   Field arithmetic (:func:`scalar_add`, :func:`scalar_mul`, ...) is
   libsodium's, so Shamir sharing and the protocols use the same field as the
-  group.
+  group (the receiver's bulk linear algebra in :mod:`e2escan.crypto.shamir`
+  computes in the same field on Python integers, checked against these).
 * **Hash to group** (:func:`hash_to_group`) follows the structure of RFC 9380's
   ``hash_to_curve``: ``expand_message_xmd`` with SHA-512 and a caller-chosen
   domain-separation tag, two Elligator 2 map evaluations
@@ -114,7 +115,7 @@ def scalar_from_int(n: int) -> bytes:
 
 
 def scalar_to_int(s: bytes) -> int:
-    """The integer a scalar encodes (for display and tests; never used for arithmetic)."""
+    """The integer a scalar encodes (little-endian)."""
     return int.from_bytes(s, "little")
 
 
@@ -253,22 +254,6 @@ def scalar_invert(a: bytes) -> bytes:
     if a == SCALAR_ZERO:
         raise CryptoError("scalar_invert: zero has no inverse")
     return _sc_inv(a)
-
-
-def batch_invert(values: list[bytes]) -> list[bytes]:
-    """Invert every (nonzero) scalar with one field inversion (Montgomery's trick)."""
-    if not values:
-        return []
-    prefix = [values[0]]
-    for v in values[1:]:
-        prefix.append(_sc_mul(prefix[-1], v))
-    inv = scalar_invert(prefix[-1])
-    out = [b""] * len(values)
-    for i in range(len(values) - 1, 0, -1):
-        out[i] = _sc_mul(inv, prefix[i - 1])
-        inv = _sc_mul(inv, values[i])
-    out[0] = inv
-    return out
 
 
 # --- points ------------------------------------------------------------------
