@@ -164,10 +164,12 @@ def test_exponential_tail_follows_a_tail_heavier_than_normal_that_the_normal_fit
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.sampled_from([64, 256]))
 def test_exponential_tail_on_sampled_binomial_errs_at_most_one_bit_permissive(seed, bits):
-    """With 20,000 sampled pairs, sampling noise may cost a bit at the window's edge, never more."""
+    """With 20,000 sampled pairs, sampling noise may cost a bit, never more, for targets below the fitted
+    window (F >= 10 / 20,000 = 5e-4). Inside the window a chord lies below a concave log-CDF, so there
+    the fit can be permissive: the measured threshold is the one to use."""
     rng = np.random.default_rng(seed)
     fit = fit_lower_tail(np.bincount(rng.binomial(bits, 0.5, 20_000), minlength=bits + 1))
-    for p in (1e-3, 1e-6, 1e-9, 1e-12):
+    for p in (1e-5, 1e-6, 1e-9, 1e-12):
         assert fit.threshold(p) <= _binomial_quantile(p, bits) + 1, p
 
 

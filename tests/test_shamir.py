@@ -146,15 +146,35 @@ def test_structured_detection_equals_the_dense_row_reduction(
 
 @given(st.integers(2, 8), st.integers(0, 12), st.integers(0, 2**32 - 1))
 def test_vandermonde_left_kernel_basis(k: int, extra: int, seed: int) -> None:
+    """The detector's slid kernel vectors annihilate every polynomial of degree k - 2, and only those."""
     rnd = random.Random(seed)
     xs = list({rnd.randrange(1, g.ELL) for _ in range(k + extra)})
-    basis = sh._vandermonde_left_kernel(xs, k)
+    detector = sh.GenuineDetector(k - 2, 0)
+    for x in xs:
+        detector.add(g.scalar_from_int(x), ())
+    basis = detector._basis
     assert len(basis) == len(xs) - k + 1
     for s, weights in enumerate(basis):
         assert all(weights) and len(weights) == k
-        for power in range(k - 1):  # annihilates every polynomial of degree k - 2
+        for power in range(k - 1):
             assert sum(w * pow(xs[s + a], power, g.ELL) for a, w in enumerate(weights)) % g.ELL == 0
         assert sum(w * pow(xs[s + a], k - 1, g.ELL) for a, w in enumerate(weights)) % g.ELL != 0
+
+
+@SLOW
+@given(st.integers(1, 5), st.integers(1, 4), st.integers(0, 2**32 - 1))
+def test_incremental_detection_equals_detection_of_every_prefix(t: int, width: int, seed: int) -> None:
+    rnd = random.Random(seed)
+    key = [[_seeded_scalar(rnd) for _ in range(t)] for _ in range(width)]
+    detector = sh.GenuineDetector(t - 1, width)
+    rows = []
+    for _ in range(t + width + 4):
+        x = _seeded_scalar(rnd)
+        values = (tuple(sh.evaluate_polynomial(p, x) for p in key) if rnd.random() < 0.7
+                  else tuple(_seeded_scalar(rnd) for _ in range(width)))  # fmt: skip
+        rows.append((x, values))
+        detector.add(x, values)
+        assert detector.genuine() == sh._detect_genuine_dense(rows, t - 1)
 
 
 @given(st.lists(st.integers(1, 2**256), min_size=1, max_size=12), st.integers(0, 2**256))

@@ -313,45 +313,99 @@ def _check_rows(rows: Sequence[tuple[bytes, Sequence[bytes]]]) -> tuple[int, lis
     return width, xs
 
 
-def _vandermonde_left_kernel(xs: Sequence[int], k: int) -> list[list[int]]:
-    """A basis of the left kernel of the ``n x (k - 1)`` Vandermonde matrix of ``xs``.
+class GenuineDetector:
+    """:func:`detect_genuine` for rows that arrive one at a time (a server's opened vouchers).
 
-    Vector ``s`` is supported on the ``k`` consecutive points ``s .. s + k - 1``
-    with weights ``w_i = 1 / prod_{j != i} (x_i - x_j)`` (the coefficients of
-    the divided difference of order ``k - 1``, which annihilates every
-    polynomial of degree ``k - 2``). The vectors are independent (each adds a
-    new last point), and there are ``n - k + 1`` of them, the kernel's
-    dimension. Returns ``basis[s][a]``, the weight of point ``s + a``.
+    The left kernel of ``[V | Y]`` is ``{mu B : mu (B Y) = 0}`` for a basis
+    ``B`` of the left kernel of the Vandermonde part ``V`` (rows
+    ``1, x, .., x^degree``). ``B`` is explicit: vector ``s`` is supported on
+    the ``k = degree + 2`` consecutive rows ``s .. s + k - 1`` with weights
+    ``w_i = 1 / prod_{j != i} (x_i - x_j)`` (the coefficients of the divided
+    difference of order ``k - 1``, which annihilates every polynomial of
+    degree ``k - 2``); the vectors are independent (each adds a new last row)
+    and there are ``n - k + 1`` of them, the kernel's dimension. So only the
+    ``(n - k + 1) x width`` matrix ``B Y`` is row-reduced.
 
-    Each point's weights over the windows containing it are computed by
-    sliding, ``w_{s+1} = w_s * (x_i - x_s) / (x_i - x_{s+k})``, with every
-    needed inverse from one batch inversion: ``O(n k)`` field operations.
+    Each appended row adds one kernel vector, slid from the previous one
+    (``w_i <- w_i (x_i - x_s) / (x_i - x_{s+k})`` on the shared rows, one batch
+    inversion) and its row of ``B Y``: ``O(k (1 + width))`` field operations per
+    row. :meth:`genuine` then costs ``O(width^2 (n - k))`` plus the support
+    computation, instead of ``O((degree + width)^2 n)`` for eliminating the
+    whole matrix (:func:`_detect_genuine_dense`, the tested reference).
     """
-    n = len(xs)
-    windows = n - k + 1
-    basis = [[0] * k for _ in range(windows)]
-    # Differences x_i - x_j for every j that shares a window with i.
-    spans = []
-    diffs: list[int] = []
-    for i in range(n):
-        lo, hi = max(0, i - k + 1), min(i, windows - 1)
-        j_lo, j_hi = lo, hi + k - 1
-        spans.append((lo, hi, j_lo, len(diffs)))
-        xi = xs[i]
-        diffs.extend((xi - xs[j]) % ELL if j != i else 1 for j in range(j_lo, j_hi + 1))
-    inverses = _batch_inverse(diffs)
-    for i in range(n):
-        lo, hi, j_lo, offset = spans[i]
-        base = offset - j_lo  # diffs[base + j] = x_i - x_j, inverses[base + j] its inverse
-        w = 1
-        for j in range(lo, lo + k):
-            if j != i:
-                w = w * inverses[base + j] % ELL
-        basis[lo][i - lo] = w
-        for s in range(lo, hi):
-            w = w * diffs[base + s] % ELL * inverses[base + s + k] % ELL
-            basis[s + 1][i - s - 1] = w
-    return basis
+
+    def __init__(self, degree: int, width: int) -> None:
+        if degree < 0 or width < 0:
+            raise SecretSharingError(f"need degree >= 0 and width >= 0, got degree={degree}, width={width}")
+        self.degree, self.width, self.k = degree, width, degree + 2
+        self._xs: list[int] = []
+        self._seen: set[int] = set()
+        self._ys: list[list[int]] = []
+        self._basis: list[list[int]] = []  # _basis[s][a]: weight of row s + a in kernel vector s
+        self._by: list[list[int]] = []  # _by[s]: kernel vector s times Y
+
+    def __len__(self) -> int:
+        return len(self._xs)
+
+    def add(self, x: bytes, values: Sequence[bytes]) -> None:
+        """Append the row ``(x, values)``; ``x`` must be new."""
+        xi = _int(x)
+        if xi in self._seen:
+            raise SecretSharingError("detect_genuine: rows must have distinct x")
+        if len(values) != self.width:
+            raise SecretSharingError("detect_genuine: every row must have the same number of values")
+        self._xs.append(xi)
+        self._seen.add(xi)
+        self._ys.append([_int(v) for v in values])
+        n, k = len(self._xs), self.k
+        if n < k:
+            return
+        xs, s = self._xs, n - k  # the new window covers rows s .. n - 1
+        if s == 0:
+            window = xs[:k]
+            products = []
+            for i, x_i in enumerate(window):
+                prod = 1
+                for j, x_j in enumerate(window):
+                    if i != j:
+                        prod = prod * (x_i - x_j) % ELL
+                products.append(prod)
+            weights = _batch_inverse(products)
+        else:
+            prev, x_out, x_new = self._basis[-1], xs[s - 1], xs[n - 1]
+            shared = xs[s : n - 1]
+            # Inverses of (x_i - x_new) for the shared rows, and the product for the new row, at once.
+            new_product = 1
+            for x_j in shared:
+                new_product = new_product * (x_new - x_j) % ELL
+            inverses = _batch_inverse([(x_i - x_new) % ELL for x_i in shared] + [new_product])
+            weights = [prev[a + 1] * (x_i - x_out) % ELL * inverses[a] % ELL for a, x_i in enumerate(shared)]
+            weights.append(inverses[-1])
+        self._basis.append(weights)
+        ys = self._ys
+        self._by.append([sum(w * ys[s + a][c] for a, w in enumerate(weights)) % ELL for c in range(self.width)])
+
+    def genuine(self) -> frozenset[int]:
+        """Indices (in arrival order) of the rows that are genuine; see :func:`detect_genuine`."""
+        n, windows = len(self._xs), len(self._basis)
+        if windows == 0:
+            return frozenset()  # V has full row rank: no dependency at all
+        by_t = [[self._by[s][c] for s in range(windows)] for c in range(self.width)]  # (B Y)^T, reduced in place
+        pivots = _row_reduce(by_t, windows)
+        pivot_cols = {c for _, c in pivots}
+        support: set[int] = set()
+        for f in (c for c in range(windows) if c not in pivot_cols):
+            # Kernel vector of (B Y)^T with mu_f = 1: mu_c = -row[f] for each pivot (row, c).
+            mu = {f: 1}
+            for r, c in pivots:
+                if by_t[r][f]:
+                    mu[c] = -by_t[r][f] % ELL
+            combined = [0] * n
+            for s, coefficient in mu.items():
+                for a, weight in enumerate(self._basis[s]):
+                    combined[s + a] += coefficient * weight
+            support.update(i for i, v in enumerate(combined) if v % ELL)
+        return frozenset(support)
 
 
 def detect_genuine(rows: Sequence[tuple[bytes, Sequence[bytes]]], degree: int) -> frozenset[int]:
@@ -363,45 +417,16 @@ def detect_genuine(rows: Sequence[tuple[bytes, Sequence[bytes]]], degree: int) -
     most ``len(values)`` are random, that union is exactly the genuine rows
     (except with probability about ``n / ELL``). Returns the empty set when no
     linear dependency exists, which is the case, with the same probability,
-    whenever at most ``degree + 1`` rows are genuine.
-
-    Method: the left kernel of ``[V | Y]`` is ``{mu B : mu (B Y) = 0}`` for a
-    basis ``B`` of the left kernel of ``V`` (explicit, see
-    :func:`_vandermonde_left_kernel`), so only the ``(n - degree - 1) x width``
-    matrix ``B Y`` is row-reduced: ``O(n (degree + width) k)`` field operations
-    for ``k = degree + 2`` instead of ``O((degree + width)^2 n)`` for the whole
-    matrix (:func:`_detect_genuine_dense`, the tested reference). The union of
-    supports does not depend on the basis chosen.
+    whenever at most ``degree + 1`` rows are genuine. The union of supports
+    does not depend on the kernel basis; :class:`GenuineDetector` describes
+    the method (and takes rows one at a time).
     """
-    width, xs = _check_rows(rows)
-    n = len(rows)
-    k = degree + 2
-    if n < k:
-        return frozenset()  # V has full row rank: no dependency at all
-    basis = _vandermonde_left_kernel(xs, k)
-    windows = len(basis)
-    ys = [[_int(v) for v in values] for _, values in rows]
-    # (B Y)^T: one row per value column, one column per kernel vector of V.
-    by_t = [[0] * windows for _ in range(width)]
-    for s, weights in enumerate(basis):
-        for w in range(width):
-            by_t[w][s] = sum(weights[a] * ys[s + a][w] for a in range(k)) % ELL
-    pivots = _row_reduce(by_t, windows)
-    pivot_cols = {c for _, c in pivots}
-    free = [c for c in range(windows) if c not in pivot_cols]
-    support: set[int] = set()
-    for f in free:
-        # Kernel vector of (B Y)^T with mu_f = 1: mu_c = -row[f] for each pivot (row, c).
-        mu = {f: 1}
-        for r, c in pivots:
-            if by_t[r][f]:
-                mu[c] = -by_t[r][f] % ELL
-        combined = [0] * n
-        for s, coefficient in mu.items():
-            for a, weight in enumerate(basis[s]):
-                combined[s + a] += coefficient * weight
-        support.update(i for i, v in enumerate(combined) if v % ELL)
-    return frozenset(support)
+    if not rows:
+        return frozenset()
+    detector = GenuineDetector(degree, len(rows[0][1]))
+    for x, values in rows:
+        detector.add(x, values)
+    return detector.genuine()
 
 
 def _detect_genuine_dense(rows: Sequence[tuple[bytes, Sequence[bytes]]], degree: int) -> frozenset[int]:

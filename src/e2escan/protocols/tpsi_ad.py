@@ -27,7 +27,7 @@ Steps, named as in the paper (spec: ``protocols/tpsi-ad.md``):
   genuine shares the server cannot tell real from synthetic openings (both
   shares and detectable-hash values are uniformly random). Once there are
   ``t`` genuine ones, the detectable hash identifies them
-  (:func:`~e2escan.crypto.shamir.detect_genuine`), Shamir reconstruction with
+  (:class:`~e2escan.crypto.shamir.GenuineDetector`, fed as vouchers open), Shamir reconstruction with
   the consistency check recovers ``adkey``, and every genuine voucher's
   ``adct`` is decrypted; later vouchers are classified by checking their share
   against the recovered polynomial.
@@ -53,9 +53,9 @@ from ..crypto import group
 from ..crypto.codec import FieldSpec, Schema
 from ..crypto.shamir import (
     DetectableHash,
+    GenuineDetector,
     Share,
     SharingPolynomial,
-    detect_genuine,
     evaluate_polynomial,
     interpolate_polynomial,
     reconstruct,
@@ -376,6 +376,7 @@ class _Account:
     adkey: bytes | None = None
     classified: int = 0
     failed_at_rows: int = -1
+    detector: GenuineDetector | None = None  # the opened rows, in arrival order, for the detectable hash
 
 
 class TpsiAdServer(MatchServer):
@@ -465,8 +466,12 @@ class TpsiAdServer(MatchServer):
                 "inner_layer": inner,
             }
         )
-        if inner is not None:
-            acc.rows.setdefault(inner.x, (inner.y, inner.dhf))
+        if inner is not None and inner.x not in acc.rows:
+            if self.params.dhf_width():
+                if acc.detector is None:
+                    acc.detector = GenuineDetector(self.params.threshold - 2, self.params.dhf_width())
+                acc.detector.add(inner.x, inner.dhf)  # same order as acc.rows
+            acc.rows[inner.x] = (inner.y, inner.dhf)
         self._seen.add(digest)
         return self._export(acc.records[-1])
 
@@ -479,9 +484,8 @@ class TpsiAdServer(MatchServer):
         if t == 1:
             self._recover_single(acc)
             return
-        if self.params.dhf_width():
-            rows = [(x, acc.rows[x][1]) for x in xs]
-            genuine = [xs[i] for i in sorted(detect_genuine(rows, t - 2))]
+        if acc.detector is not None:
+            genuine = [xs[i] for i in sorted(acc.detector.genuine())]
         else:
             genuine = xs
         if len(genuine) < t:
