@@ -467,7 +467,7 @@ class TpsiAdServer(MatchServer):
             }
         )
         if inner is not None and inner.x not in acc.rows:
-            if self.params.dhf_width():
+            if self.params.dhf_width() and acc.adkey is None:  # after the key is recovered it is not needed
                 if acc.detector is None:
                     acc.detector = GenuineDetector(self.params.threshold - 2, self.params.dhf_width())
                 acc.detector.add(inner.x, inner.dhf)  # same order as acc.rows
@@ -512,6 +512,7 @@ class TpsiAdServer(MatchServer):
                     return
         acc.coefficients = interpolate_polynomial(shares[:t])
         acc.adkey = adkey
+        acc.detector = None
 
     def _recover_single(self, acc: _Account) -> None:
         """``t = 1``: the genuine shares' value is the account key; find one by trial decryption."""
