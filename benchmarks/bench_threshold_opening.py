@@ -12,6 +12,9 @@ Two measurements in one run:
    revealing after each, as the simulator does.
 
 Run: ``.venv/bin/python benchmarks/bench_threshold_opening.py [--thresholds 30,100,200] [--capacity 32]``.
+Against an older version (before/after on one machine):
+``git worktree add /tmp/old REV && PYTHONPATH=/tmp/old/src .venv/bin/python
+benchmarks/bench_threshold_opening.py --server-only``.
 """
 
 from __future__ import annotations
@@ -63,27 +66,34 @@ def main() -> None:
     parser.add_argument("--thresholds", default="30,100,200")
     parser.add_argument("--capacity", type=int, default=32, help="synthetic_capacity s (detectable-hash width)")
     parser.add_argument("--dense-up-to", type=int, default=200, help="skip the dense reference above this t")
+    parser.add_argument("--server-only", action="store_true",
+                        help="only the server path (runs against older versions of the package too)")
     args = parser.parse_args()
     thresholds = [int(x) for x in args.thresholds.split(",")]
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     s = args.capacity
+    if not args.server_only:
+        _detection(thresholds, s, args.dense_up_to)
+    print(f"\n2) server path: t + 10 matching vouchers of one account, synthetic probability 0.01, s = {s}")
+    print(f"{'t':>5} {'client vouchers s':>18} {'ingest + reveal s':>18} {'revealed':>9}")
+    for t in thresholds:
+        gen, server, revealed = _server_path(t, s)
+        print(f"{t:5d} {gen:18.2f} {server:18.2f} {revealed:9d}")
+
+
+def _detection(thresholds: list[int], s: int, dense_up_to: int) -> None:
     print(f"\n1) detect_genuine on t genuine + {s} synthetic rows (width s = {s})")
     print(f"{'t':>5} {'structured s':>13} {'dense s':>9} {'dense / structured':>19}")
     for t in thresholds:
         rows = _rows(t, s, s)
         got, fast = _timed(sh.detect_genuine, rows, t - 2)
         assert got == frozenset(range(t)), "structured detection missed genuine rows"
-        if t <= args.dense_up_to:
+        if t <= dense_up_to:
             ref, slow = _timed(sh._detect_genuine_dense, rows, t - 2)
             assert ref == got
             print(f"{t:5d} {fast:13.3f} {slow:9.2f} {slow / fast:18.0f}x")
         else:
             print(f"{t:5d} {fast:13.3f} {'-':>9} {'-':>19}")
-    print(f"\n2) server path: t + 10 matching vouchers of one account, synthetic probability 0.01, s = {s}")
-    print(f"{'t':>5} {'client vouchers s':>18} {'ingest + reveal s':>18} {'revealed':>9}")
-    for t in thresholds:
-        gen, server, revealed = _server_path(t, s)
-        print(f"{t:5d} {gen:18.2f} {server:18.2f} {revealed:9d}")
 
 
 if __name__ == "__main__":
