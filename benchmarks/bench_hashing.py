@@ -9,7 +9,11 @@ Measured in one process on the same images:
   ``HashArray``. Target: at most 1.05x ``direct``;
 * ``hash_many(workers=N)`` on image files (each worker decodes its own files,
   as for a directory corpus) against the same one-core loop that decodes and
-  hashes. Target: close to N times faster, pool start-up included.
+  hashes. Target: close to N times faster, pool start-up included;
+* the same loop inside one pool worker against this process: what a worker
+  process costs per image by itself (1.5x for PDQ before workers got
+  :mod:`e2escan._worker_setup`; run against an older version with
+  ``PYTHONPATH=<worktree>/src`` to see it).
 
 Timings are the best of ``--repeat`` interleaved runs, which filters out
 interference from other processes on a shared machine.
@@ -125,6 +129,37 @@ def main() -> None:
                                     lambda h=hasher: hash_many(h, paths, workers=args.workers))  # fmt: skip
             speedup = t_one / t_many
             print(f"{name:8} {t_one:9.2f} {t_many:12.2f} {speedup:8.2f}x {speedup / ceiling:10.0%}")
+
+        print(f"\n3) one pool worker against this process, the same {args.files} files, one at a time, best of {rounds}:")
+        print("   the per-image cost a worker process adds by itself (no competition for cores)")
+        print(f"{'hasher':8} {'here ms/img':>12} {'worker ms/img':>14} {'ratio':>7}")
+        for name in names:
+            hasher = get_hasher(name)
+            t_here = t_worker = float("inf")
+            for _ in range(rounds):  # interleaved; the worker times its own loop, so start-up is excluded
+                t_here = min(t_here, _timed_hash_files(hasher, paths))
+                t_worker = min(t_worker, _in_one_worker(hasher, paths))
+            n = len(paths)
+            print(f"{name:8} {1e3 * t_here / n:12.3f} {1e3 * t_worker / n:14.3f} {t_worker / t_here:6.3f}x")
+
+
+def _hash_files(hasher, paths):  # type: ignore[no-untyped-def]
+    for p in paths:
+        hasher.hash_packed(load_image(p))
+
+
+def _timed_hash_files(hasher, paths) -> float:  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    _hash_files(hasher, paths)
+    return time.perf_counter() - t0
+
+
+def _in_one_worker(hasher, paths) -> float:  # type: ignore[no-untyped-def]
+    """The same loop, timed inside one worker of the pool ``hash_many`` uses (pool start-up excluded)."""
+    from e2escan.hashing._parallel import imap_ordered
+
+    (elapsed,) = imap_ordered(_timed_hash_files, [(hasher, paths)], 2)
+    return elapsed
 
 
 if __name__ == "__main__":  # worker processes re-import this module
