@@ -25,8 +25,10 @@ def resolve_workers(workers: int | None) -> int:
 
 
 # Imported once by the fork server, in this order, so every later worker starts
-# with them loaded. The first configures the process before numpy is imported.
-_PRELOAD = ["e2escan._worker_setup", "e2escan.hashing.batch", "e2escan.hashing.evaluation"]
+# with them loaded. The first configures the process before numpy is imported;
+# scipy.fftpack is what imagehash's pHash imports on its first call (about 0.1 s
+# per worker otherwise). The fork server skips a module that fails to import.
+_PRELOAD = ["e2escan._worker_setup", "e2escan.hashing.batch", "e2escan.hashing.evaluation", "scipy.fftpack"]
 
 
 def _init_worker() -> None:
