@@ -37,6 +37,7 @@ run on the receiving server, on values it holds.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -300,19 +301,6 @@ class DetectableHash:
         return f"DetectableHash(degree={self.degree}, width={self.width})"
 
 
-def _check_rows(rows: Sequence[tuple[bytes, Sequence[bytes]]]) -> tuple[int, list[int]]:
-    n = len(rows)
-    if n == 0:
-        return 0, []
-    width = len(rows[0][1])
-    xs = [_int(r[0]) for r in rows]
-    if len(set(xs)) != n:
-        raise SecretSharingError("detect_genuine: rows must have distinct x")
-    if any(len(r[1]) != width for r in rows):
-        raise SecretSharingError("detect_genuine: every row must have the same number of values")
-    return width, xs
-
-
 class GenuineDetector:
     """:func:`detect_genuine` for rows that arrive one at a time (a server's opened vouchers).
 
@@ -340,12 +328,9 @@ class GenuineDetector:
         self.degree, self.width, self.k = degree, width, degree + 2
         self._xs: list[int] = []
         self._seen: set[int] = set()
-        self._ys: list[list[int]] = []
+        self._window_ys: deque[list[int]] = deque(maxlen=self.k)  # values of the last k rows
         self._basis: list[list[int]] = []  # _basis[s][a]: weight of row s + a in kernel vector s
         self._by: list[list[int]] = []  # _by[s]: kernel vector s times Y
-
-    def __len__(self) -> int:
-        return len(self._xs)
 
     def add(self, x: bytes, values: Sequence[bytes]) -> None:
         """Append the row ``(x, values)``; ``x`` must be new."""
@@ -356,7 +341,7 @@ class GenuineDetector:
             raise SecretSharingError("detect_genuine: every row must have the same number of values")
         self._xs.append(xi)
         self._seen.add(xi)
-        self._ys.append([_int(v) for v in values])
+        self._window_ys.append([_int(v) for v in values])
         n, k = len(self._xs), self.k
         if n < k:
             return
@@ -382,8 +367,8 @@ class GenuineDetector:
             weights = [prev[a + 1] * (x_i - x_out) % ELL * inverses[a] % ELL for a, x_i in enumerate(shared)]
             weights.append(inverses[-1])
         self._basis.append(weights)
-        ys = self._ys
-        self._by.append([sum(w * ys[s + a][c] for a, w in enumerate(weights)) % ELL for c in range(self.width)])
+        ys = self._window_ys  # exactly the rows s .. n - 1 of the new window
+        self._by.append([sum(w * ys[a][c] for a, w in enumerate(weights)) % ELL for c in range(self.width)])
 
     def genuine(self) -> frozenset[int]:
         """Indices (in arrival order) of the rows that are genuine; see :func:`detect_genuine`."""
@@ -434,10 +419,10 @@ def _detect_genuine_dense(rows: Sequence[tuple[bytes, Sequence[bytes]]], degree:
 
     The reference the structured method is tested against; not used by the protocols.
     """
-    width, _ = _check_rows(rows)
     n = len(rows)
     if n == 0:
         return frozenset()
+    width = len(rows[0][1])
     # A^T has one row per column of [V | Y] and one column per candidate row.
     m = degree + 1 + width
     matrix = [[0] * n for _ in range(m)]

@@ -292,12 +292,13 @@ def _innocent_accounts(s: Scenario, prob: Probabilities, n_inn: int, lam: float,
         return total_images, np.zeros(0, np.int64), np.zeros(0, np.int64)
     order = np.lexsort((day_of, accounts))
     accounts, day_of = accounts[order], day_of[order]
-    _, counts = np.unique(accounts, return_counts=True)
+    _, start, counts = np.unique(accounts, return_index=True, return_counts=True)
+    genuine_counts = counts
     if prob.synthetic > 0:
         # A matching image sent as a synthetic voucher opens but never counts toward t.
         genuine = _genuine(rng, accounts.size, prob.synthetic)
         accounts, day_of = accounts[genuine], day_of[genuine]
-    _, start, genuine_counts = np.unique(accounts, return_index=True, return_counts=True)
+        _, start, genuine_counts = np.unique(accounts, return_index=True, return_counts=True)
     over = genuine_counts >= t
     cross = day_of[start[over] + t - 1]  # the day of the t-th genuine false match
     return total_images, counts, cross
