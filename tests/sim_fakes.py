@@ -11,6 +11,14 @@ import struct
 from dataclasses import dataclass
 
 from e2escan.hashing import HashArray, PerceptualHash
+from e2escan.protocols import LeakageProfile
+
+name = "fake"
+LEAKAGE = LeakageProfile(
+    server_voucher=("is_match", "length"),
+    server_account=("vouchers",),
+    descriptions={"is_match": "match", "length": "voucher length", "vouchers": "vouchers received"},
+)
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,10 @@ class Reveal:
     account: str
     matches: tuple[bytes, ...]
     over_threshold: bool
+
+    @property
+    def match_indices(self) -> tuple[int, ...]:
+        return tuple(range(len(self.matches)))
 
 
 class Server:
@@ -41,9 +53,13 @@ class Server:
         if hit:
             self.matched.setdefault(account, []).append(payload)
         self.records.setdefault(account, []).append({"is_match": hit, "length": len(voucher)})
+        return self.records[account][-1]
 
     def observed(self, account: str):
         return tuple(self.records.get(account, ()))
+
+    def account_view(self, account: str):
+        return {"vouchers": len(self.records.get(account, ()))}
 
     def reveal(self, account: str) -> Reveal:
         m = self.matched.get(account, [])

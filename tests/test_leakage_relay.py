@@ -9,7 +9,8 @@ import pytest
 
 from e2escan.metrics.leakage import advantage
 from e2escan.protocols import PROTOCOLS, get_protocol
-from e2escan.sim.faithful import parse_learnt, run_faithful
+from e2escan.protocols.events import MatchEvent, check_fields, decode_event
+from e2escan.sim.faithful import run_faithful
 from e2escan.sim.scenario import Scenario
 
 BASE = {
@@ -41,7 +42,10 @@ def test_server_view_holds_only_declared_leakage(name):
     lengths = set()
     for ev in run.relay.view:
         if ev.kind == "match":
-            assert set(parse_learnt(ev.data)) <= declared, (name, ev.data)
+            event = decode_event(ev.data)
+            assert isinstance(event, MatchEvent)
+            check_fields(event, proto.LEAKAGE)
+            assert set(event.fields) <= declared, (name, ev.data)
         elif ev.kind == "voucher":
             lengths.add(ev.size)
     assert len(lengths) == 1, f"{name}: voucher lengths vary: {lengths}"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from e2escan.errors import ScenarioError
+from e2escan.protocols.events import decode_event
 from e2escan.sim.faithful import payload_uid, run_faithful
 from e2escan.sim.measure import compute_metrics, server_features
 from e2escan.sim.population import build_population
@@ -137,8 +138,8 @@ def test_metrics_agree_with_direct_computation_from_event_log():
     # Revealed payloads in the view name exactly the images the ground truth says matched, for flagged accounts.
     revealed_in_view = set()
     for ev in run.relay.view.events("reveal"):
-        for k in range(0, len(ev.data), 256):
-            revealed_in_view.add(payload_uid(ev.data[k : k + 256]))
+        for payload in decode_event(ev.data).payloads:
+            revealed_in_view.add(payload_uid(payload))
     truth = {r.uid for r in run.images if r.oracle_match and r.sender in run.flags}
     assert revealed_in_view == truth
 

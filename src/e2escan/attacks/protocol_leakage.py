@@ -48,6 +48,7 @@ from ..crypto.cuckoo import CuckooLayout, CuckooTable
 from ..errors import ConfigError, DecodeError, ProtocolError
 from ..hashing import HashArray
 from ..metrics.leakage import LeakageEstimate, estimate
+from ..protocols.events import decode_event, replay
 from .poisoning import seeded_coin
 
 __all__ = [
@@ -197,16 +198,12 @@ def run_voucher_counting(
 
 
 def opened_counts_from_view(view: Any) -> dict[str, tuple[int, int]]:
-    """Per account ``(vouchers, opened)`` from the ServerView's "match" events (what the match server logged)."""
-    # The simulator's encoding of "match" events; imported here so that attacks do not load the simulator.
-    from ..sim.faithful import parse_learnt
-
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for event in view.events("match"):
-        learnt = parse_learnt(event.data)
-        counts[event.sender][0] += 1
-        counts[event.sender][1] += int(learnt.get("opened", learnt.get("is_match", 0)))
-    return {account: (v, o) for account, (v, o) in counts.items()}
+    """Per account ``(vouchers, opened)`` from the match server's records in the ServerView."""
+    held = replay(view)
+    return {
+        account: (len(records), sum(bool(r.get("opened", r.get("is_match", False))) for r in records))
+        for account, records in held.records.items()
+    }
 
 
 # --- (b) side channels in the relay's log --------------------------------------------------------
@@ -227,8 +224,6 @@ def voucher_side_channels(run: Any, rng: np.random.Generator, permutations: int 
     label is the simulation's ground truth (``ImageRecord.oracle_match``),
     which the server does not have.
     """
-    from ..sim.faithful import parse_learnt
-
     label_of = {rec.message_id: rec.oracle_match for rec in run.images}
     envelope: dict[int, int] = {}
     opened: dict[int, int] = {}
@@ -241,9 +236,9 @@ def voucher_side_channels(run: Any, rng: np.random.Generator, permutations: int 
             blob_sizes[ev.size] += 1
         elif ev.kind == "submit":
             envelope[ev.ref] = ev.size
-        elif ev.kind == "match":
-            learnt = parse_learnt(ev.data)
-            opened[ev.ref] = int(learnt.get("opened", learnt.get("is_match", 0)))
+        elif ev.kind == "match" and ev.ref is not None:
+            fields = decode_event(ev.data).fields  # type: ignore[union-attr]
+            opened[ev.ref] = int(bool(fields.get("opened", fields.get("is_match", False))))
         elif ev.kind == "voucher" and ev.ref in label_of:
             blob = last_blob.get(ev.sender, 0)
             rows[ev.ref] = [ev.size, envelope.get(ev.ref, 0), blob, ev.at % SECONDS_PER_DAY, blob_sizes[blob] - 1]

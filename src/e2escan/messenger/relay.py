@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from ..crypto import random_bytes
 from ..errors import DecodeError, RelayError
@@ -48,10 +49,23 @@ EVENT_KINDS = (
     "voucher",  # a scanning voucher arrived with a message (data: the voucher, ref: message id)
     "deliver",  # a queued message was handed to its recipient (ref: message id)
     "ack",  # the recipient acknowledged (ref: message id); the relay deletes the message
-    "match",  # the match server learnt something from one voucher (data: what it learnt, ref: message id)
-    "reveal",  # the match server decrypted payloads of an account (sender: the account; data: the payloads)
+    "match",  # the match server's record of one voucher (data: an encoded MatchEvent; ref: message id at ingest)
+    "account",  # the match server's aggregate of an account changed (data: an encoded AccountEvent)
+    "reveal",  # the match server decrypted new payloads of an account (sender: the account; data: a RevealEvent)
 )
-SERVER_SIDE_KINDS = ("match", "reveal")
+SERVER_SIDE_KINDS = ("match", "account", "reveal")
+
+
+class MatchParty(Protocol):
+    """What the relay needs of a match server: each call returns its result and the encoded events it caused.
+
+    :class:`e2escan.protocols.events.MatchRecorder` is the implementation; the
+    relay does not read the events, it stores them.
+    """
+
+    def ingest(self, account: str, voucher: bytes) -> tuple[object, list[tuple[str, bytes]]]: ...
+
+    def reveal(self, account: str) -> tuple[Any, list[tuple[str, bytes]]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +129,10 @@ class Relay:
     ``path``: SQLite file (``None``: in memory). ``clock``: returns the
     timestamp recorded with each event (the simulator passes simulated time).
     ``on_voucher``: callbacks ``(sender, voucher, message_id)`` fed every
-    voucher that arrives with a message (the match server plugs in here).
+    voucher that arrives with a message, after it is stored. A match server is
+    plugged in with :meth:`attach_match_server`: it then ingests every voucher
+    inside the transaction that stores the message, and what it learnt enters
+    the ServerView in that same transaction.
     """
 
     def __init__(self, path: str | Path | None = None, clock: Callable[[], float] | None = None) -> None:
@@ -129,6 +146,13 @@ class Relay:
         self._db.executescript(_SCHEMA)
         self.view = ServerView(self)
         self.on_voucher: list[Callable[[str, bytes, int], None]] = []
+        self._match: MatchParty | None = None
+
+    def attach_match_server(self, party: MatchParty) -> None:
+        """Route every voucher through ``party`` and log its events; one match server per relay."""
+        if self._match is not None:
+            raise RelayError("a match server is already attached to this relay")
+        self._match = party
 
     def close(self) -> None:
         self._db.close()
@@ -245,6 +269,11 @@ class Relay:
             self._log("submit", sender, recipient, bytes(envelope), message_id)
             if voucher is not None:
                 self._log("voucher", sender, recipient, bytes(voucher), message_id)
+                if self._match is not None:
+                    # A voucher the match server refuses raises here: the message is not queued either.
+                    _, events = self._match.ingest(sender, bytes(voucher))
+                    for kind, data in events:
+                        self._log(kind, sender, None, data, message_id)
         if voucher is not None:
             for callback in self.on_voucher:
                 callback(sender, bytes(voucher), message_id)
@@ -269,12 +298,15 @@ class Relay:
                 raise RelayError(f"no queued message {message_id} for {recipient!r}")
             self._log("ack", None, recipient, None, message_id, size=0)
 
-    def record(self, kind: str, account: str | None, data: bytes | None, ref: int | None = None) -> None:
-        """Log what a server-side component (the match server) learnt, in the same view."""
-        if kind not in SERVER_SIDE_KINDS:
-            raise RelayError(f"record(): kind must be one of {', '.join(SERVER_SIDE_KINDS)}, got {kind!r}")
+    def reveal(self, account: str) -> Any:
+        """Ask the attached match server what it can decrypt for ``account``; its events enter the view."""
+        if self._match is None:
+            raise RelayError("reveal(): no match server is attached to this relay")
         with self._transaction():
-            self._log(kind, account, None, None if data is None else bytes(data), ref, size=0 if data is None else None)
+            result, events = self._match.reveal(account)
+            for kind, data in events:
+                self._log(kind, account, None, data)
+        return result
 
     def queued(self, recipient: str | None = None) -> int:
         if recipient is None:

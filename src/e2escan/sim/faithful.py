@@ -29,6 +29,7 @@ from ..errors import ScenarioError
 from ..hashing import HashArray, PerceptualHash, get_hasher
 from ..images import synthetic_image
 from ..messenger import Device, Relay
+from ..protocols.events import MatchRecorder
 from ..protocols.tpsi_ad import seeded_coin
 from .content import ContentSource
 from .hashcache import HashCache, default_cache_dir
@@ -127,34 +128,6 @@ def payload_uid(payload: bytes) -> int:
     return struct.unpack(">Q", payload[:8])[0]
 
 
-def learnt_from_voucher(record: Any) -> bytes:
-    """What a match server learnt from one voucher, as logged in the ServerView ("match" events).
-
-    Only the boolean and integer fields of the server's own record (named in
-    the protocol's LEAKAGE lists): whether the voucher matched or its outer
-    layer opened, its distance, its length. Bytes fields (hashes, payloads)
-    are already in the view as the voucher itself.
-    """
-    items = []
-    for key, value in dict(record).items():
-        if isinstance(value, bool):
-            items.append(f"{key}={int(value)}")
-        elif isinstance(value, int):
-            items.append(f"{key}={value}")
-    return ";".join(items).encode()
-
-
-def parse_learnt(data: bytes | None) -> dict[str, int]:
-    if not data:
-        return {}
-    out = {}
-    for item in data.decode().split(";"):
-        key, _, value = item.partition("=")
-        if key:
-            out[key] = int(value)
-    return out
-
-
 class _Scanner:
     """The device-side scanner: decode the attachment, hash it, make a voucher.
 
@@ -248,13 +221,9 @@ def run_faithful(
     clock = SimulatedClock()
     relay = Relay(clock=clock)
 
-    def on_voucher(sender: str, voucher: bytes, message_id: int) -> None:
-        t0 = time.perf_counter()
-        server.ingest(sender, voucher)
-        costs.ingest_s.append(time.perf_counter() - t0)
-        relay.record("match", sender, learnt_from_voucher(server.observed(sender)[-1]), message_id)
-
-    relay.on_voucher.append(on_voucher)
+    # The match server sits behind the relay: what it learns enters the ServerView as typed events.
+    recorder = MatchRecorder(server, proto.name, proto.LEAKAGE, costs.ingest_s)
+    relay.attach_match_server(recorder)
     scanners = [
         _Scanner(hasher, proto.client(public, params), cache, costs, 50, payload_size) for _ in range(len(pop))
     ]
@@ -294,14 +263,13 @@ def run_faithful(
             d.receive()
         new_flags = 0
         for acct in sorted(touched):
-            reveal = server.reveal(pop.ids[acct])
+            reveal = relay.reveal(pop.ids[acct])
             if not reveal.over_threshold:
                 continue
             uids = {payload_uid(p) for p in reveal.matches}
             fresh = uids - revealed[acct]
             if not fresh:
                 continue
-            relay.record("reveal", pop.ids[acct], b"".join(sorted(reveal.matches)))
             revealed[acct] |= fresh
             if acct not in flags:
                 flags[acct] = day

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..metrics.leakage import estimate
 from ..metrics.rates import proportion
-from .faithful import FaithfulRun, parse_learnt
+from ..protocols.events import MatchEvent, RevealEvent, decode_event
+from .faithful import FaithfulRun
 from .traffic import KNOWN
 
 SECONDS_PER_DAY = 86_400.0
@@ -43,12 +44,13 @@ def server_features(run: FaithfulRun) -> dict[str, np.ndarray]:
         elif ev.kind == "blob_upload":
             f["blob_uploads"][i] += 1
             f["blob_bytes"][i] += ev.size
-        elif ev.kind == "match":
-            learnt = parse_learnt(ev.data)
-            f["match_events"][i] += learnt.get("is_match", 0)
-            f["opened_events"][i] += learnt.get("opened", 0)
-        elif ev.kind == "reveal":
-            f["reveal_events"][i] += 1
+        elif ev.kind in ("match", "reveal"):
+            event = decode_event(ev.data)
+            if isinstance(event, RevealEvent):
+                f["reveal_events"][i] += 1
+            elif isinstance(event, MatchEvent) and ev.ref is not None:  # the record at ingest, not a later update
+                f["match_events"][i] += bool(event.fields.get("is_match", False))
+                f["opened_events"][i] += bool(event.fields.get("opened", False))
     with np.errstate(invalid="ignore", divide="ignore"):
         f["night_share"] = np.where(f["messages_sent"] > 0, night / np.maximum(f["messages_sent"], 1), 0.0)
     return f
