@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "protocols",
     "hash_eval",
     "papers",
+    "audit",
 )
 
 

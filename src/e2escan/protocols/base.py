@@ -28,10 +28,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from ..errors import ConfigError, InvalidPointError, ProtocolError, VoucherError
 from ..hashing import HashArray, PerceptualHash
+
+if TYPE_CHECKING:
+    from .ideal import IdealFunctionality
 
 
 class VoucherReplayError(VoucherError):
@@ -190,6 +193,11 @@ def check_float(name: str, value: object, lo: float, hi: float, *, lo_open: bool
 class Scanner(abc.ABC):
     """The device side: turns one image hash (plus its payload) into one voucher."""
 
+    #: Whether the last :meth:`scan` sent a synthetic voucher instead of a real one. Device-side
+    #: knowledge, never sent; simulations read it as ground truth. Variants without synthetic vouchers
+    #: leave it False.
+    last_was_synthetic: bool = False
+
     @abc.abstractmethod
     def scan(self, phash: PerceptualHash, payload: bytes = b"") -> bytes:
         """The voucher for one image; its length depends only on the parameters."""
@@ -290,6 +298,27 @@ class Protocol(abc.ABC):
     def match_radius(self, params: ProtocolParams) -> int:
         """Hamming radius within which this protocol matches (0: exact)."""
         return 0
+
+    def threshold(self, params: ProtocolParams) -> int | None:
+        """Distinct matches an account needs before the server learns anything (``None``: no threshold)."""
+        return None
+
+    def ideal_functionality(self, params: ProtocolParams, hash_bits: int) -> IdealFunctionality:
+        """The protocol's ``LEAKAGE`` as an ideal world (:mod:`e2escan.protocols.ideal`), for the leakage audit."""
+        raise ProtocolError(
+            f"{self.name}: declares no ideal functionality; the leakage audit needs one "
+            "(see e2escan.protocols.ideal and the tpsi-ad module for an example)"
+        )
+
+    def expected_openings(
+        self, database: HashArray, params: ProtocolParams
+    ) -> Callable[[PerceptualHash], int]:
+        """``h -> `` how many parts of a real voucher for ``h`` open at the server (ground truth for the audit).
+
+        Default: 1 for a match of :meth:`plaintext_matcher`, else 0.
+        """
+        match = self.plaintext_matcher(database, params)
+        return lambda h: int(match(h)[0])
 
     def plaintext_matcher(
         self, database: HashArray, params: ProtocolParams

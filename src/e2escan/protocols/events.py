@@ -258,9 +258,11 @@ def check_fields(event: MatchEvent | AccountEvent, leakage: LeakageProfile) -> N
     else:
         allowed, what = (leakage.account_keys(False), leakage.account_keys(True)), "account"
     if keys not in allowed:
+        want = allowed[1] if keys - allowed[0] else allowed[0]
         raise EventError(
-            f"{event.protocol}: a {what} record holds {sorted(keys)}, but LEAKAGE declares {sorted(allowed[0])} "
-            f"(below the threshold) or {sorted(allowed[1])} (over it)"
+            f"{event.protocol}: a {what} record holds {sorted(keys)}; its records lack {sorted(want - keys)} that "
+            f"LEAKAGE names, and hold {sorted(keys - allowed[1])} that LEAKAGE does not declare "
+            f"(declared: {sorted(allowed[0])} below the threshold, {sorted(allowed[1])} over it)"
         )
 
 

@@ -189,6 +189,20 @@ class TpsiAdMultiprobeProtocol(TpsiAdProtocol):
         self._check_params(params)
         return TpsiAdMultiprobeScanner(self.name, self.PUBLIC_MAGIC, public, params)
 
+    def expected_openings(self, database: HashArray, params: Any) -> Callable[[PerceptualHash], int]:
+        """Pairs a real voucher opens: the database hashes among its probes (fixed ``probe_order``, no hint)."""
+        self._check_params(params)
+        assert isinstance(params, TpsiAdMultiprobeParams)
+        members = {row.tobytes() for row in database.data}
+        order = params.probe_order or tuple(range(database.bits))
+        masks = _flip_masks(database.bits, list(order[: params.probe_bits]), params.probe_bits)
+
+        def openings(h: PerceptualHash) -> int:
+            base = np.frombuffer(h.data, dtype=np.uint8)
+            return sum((base ^ m).tobytes() in members for m in masks)
+
+        return openings
+
     def plaintext_matcher(self, database: HashArray, params: Any) -> Callable[[PerceptualHash], tuple[bool, int]]:
         """Match iff a database hash differs only within the probed bits of the fixed ``probe_order``.
 

@@ -16,6 +16,7 @@ import numpy as np
 from ..crypto.codec import FieldSpec, Schema, read_u32, u32
 from ..errors import ProtocolError, VoucherError
 from ..hashing import HashArray, PerceptualHash
+from .ideal import Fresh, IdealFunctionality, VoucherTruth
 from .base import (
     LeakageProfile,
     PerVoucherMatchServer,
@@ -154,6 +155,32 @@ class PlaintextProtocol(Protocol):
     def match_radius(self, params: ProtocolParams) -> int:
         assert isinstance(params, PlaintextParams)
         return params.radius
+
+    def ideal_functionality(self, params: ProtocolParams, hash_bits: int) -> IdealFunctionality:
+        """Everything is declared: the voucher is the hash and the payload in the clear, and the server's match."""
+        self._check_params(params)
+        assert isinstance(params, PlaintextParams)
+        schema = _voucher_schema(hash_bits, params.payload_size)
+
+        def voucher(truth: VoucherTruth, fresh: Fresh) -> bytes:
+            return schema.encode({"hash": truth.hash, "payload_length": u32(len(truth.payload)), "payload": truth.payload})
+
+        return IdealFunctionality(
+            voucher=voucher,
+            record={
+                "index": lambda d: d.truth.index,
+                "length": lambda d: len(d.voucher),
+                "hash": lambda d: d.truth.hash,
+                "payload": lambda d: d.truth.payload,
+                "is_match": lambda d: d.truth.distance <= params.radius,
+                "nearest_distance": lambda d: d.truth.distance,
+            },
+            account={
+                "vouchers": lambda records, truths: len(records),
+                "matches": lambda records, truths: sum(bool(r["is_match"]) for r in records),
+            },
+            schema=schema,
+        )
 
     def client(self, public: bytes, params: ProtocolParams) -> PlaintextScanner:
         self._check_params(params)

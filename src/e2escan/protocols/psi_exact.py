@@ -53,6 +53,7 @@ from .base import (
     voucher_digest,
 )
 from .blinded_table import BlindedTable, ServerTableState, build_blinded_table
+from .ideal import IdealFunctionality, fresh_fields, random_bytes_field, random_points_field
 from .sealing import (
     KEY_BYTES,
     ONCE_OVERHEAD,
@@ -221,7 +222,32 @@ class PsiExactProtocol(Protocol):
         )
         return PsiExactServer(state, params), state.public.encode(PUBLIC_MAGIC)
 
+    def ideal_functionality(self, params: ProtocolParams, hash_bits: int) -> IdealFunctionality:
+        self._check_params(params)
+        assert isinstance(params, PsiExactParams)
+        return ideal_functionality(params)
+
     def client(self, public: bytes, params: ProtocolParams) -> PsiExactScanner:
         self._check_params(params)
         assert isinstance(params, PsiExactParams)
         return PsiExactScanner(public, params)
+
+
+def ideal_functionality(params: PsiExactParams) -> IdealFunctionality:
+    """The server learns, per voucher, match or not and the payload of a match; the voucher bytes are random."""
+    schema = voucher_schema(params)
+    sizes = {"Q": group.POINT_BYTES, "ct": CT_BYTES * params.cells_per_probe(), "rct": 4 + params.payload_size + ONCE_OVERHEAD}
+    return IdealFunctionality(
+        voucher=fresh_fields(schema, {"Q": random_points_field, "ct": random_bytes_field, "rct": random_bytes_field}, sizes),
+        record={
+            "index": lambda d: d.truth.index,
+            "length": lambda d: len(d.voucher),
+            "is_match": lambda d: d.truth.member,
+            "payload": lambda d: d.truth.payload if d.truth.member else None,
+        },
+        account={
+            "vouchers": lambda records, truths: len(records),
+            "matches": lambda records, truths: sum(bool(r["is_match"]) for r in records),
+        },
+        schema=schema,
+    )

@@ -89,6 +89,7 @@ from .base import (
     voucher_digest,
 )
 from .blinded_table import BlindedTable, ServerTableState, build_blinded_table
+from .ideal import Draw, IdealFunctionality, fresh_fields, random_bytes_field, random_points_field
 from .sealing import (
     KEY_BYTES,
     ONCE_OVERHEAD,
@@ -204,6 +205,68 @@ LEAKAGE = LeakageProfile(
     client=("table_size", "hash_bits", "cuckoo_layout"),
     descriptions=DESCRIPTIONS,
 )
+
+
+def ideal_functionality(params: TpsiAdParams) -> IdealFunctionality:
+    """Below the threshold, the server's view as ``LEAKAGE`` declares it (spec: "What each party learns").
+
+    * the voucher: the schema's framing, ``Q`` uniformly random points, ``ct``
+      and ``rct`` uniformly random bytes of their lengths;
+    * ``opened`` iff the image is a member or the voucher is synthetic;
+      ``opened_pairs`` 1 for a synthetic voucher, else the pairs a real
+      voucher of the image opens (0 or 1; multiprobe: the members among its probes);
+    * ``inner_layer`` of an opened voucher: ``x``, share and detectable-hash
+      values uniformly random scalars, the same for every voucher of one hash
+      under ``dedup = "hash"`` (declared linkage) and fresh per voucher
+      otherwise; ``adct`` fresh random bytes for every voucher;
+    * account counts from those records.
+    """
+    schema = voucher_schema(params)
+    pairs = params.pairs()
+    sizes = {"Q": group.POINT_BYTES * pairs, "ct": CT_BYTES * pairs, "rct": params.inner_bytes() + ONCE_OVERHEAD}
+    width = params.dhf_width()
+    per_hash = params.dedup == "hash"
+
+    def link(d: Draw, what: str) -> tuple | None:
+        return (d.truth.account, d.truth.hash, what) if per_hash else None
+
+    def opened(d: Draw) -> bool:
+        return d.truth.synthetic or d.truth.member
+
+    def inner(d: Draw) -> tuple | None:
+        if not opened(d):
+            return None
+        x, y = d.fresh.scalar(link(d, "x")), d.fresh.scalar(link(d, "y"))
+        dhf = tuple(d.fresh.scalar(link(d, f"dhf{i}")) for i in range(width))
+        return (x, y, dhf, d.fresh.bytes(params.adct_bytes()))
+
+    def share_rows(record: Mapping[str, Any]) -> tuple[int, tuple[int, ...]] | None:
+        layer = record.get("inner_layer")
+        if layer is None:
+            return None
+        x, y, dhf, _ = layer
+        return int.from_bytes(x, "little"), tuple(int.from_bytes(v, "little") for v in (y, *dhf))
+
+    return IdealFunctionality(
+        voucher=fresh_fields(schema, {"Q": random_points_field, "ct": random_bytes_field, "rct": random_bytes_field}, sizes),
+        record={
+            "index": lambda d: d.truth.index,
+            "length": lambda d: len(d.voucher),
+            "opened": opened,
+            "opened_pairs": lambda d: 1 if d.truth.synthetic else d.truth.openings,
+            "inner_layer": inner,
+        },
+        account={
+            "vouchers": lambda records, truths: len(records),
+            "opened_count": lambda records, truths: sum(bool(r["opened"]) for r in records),
+            "distinct_opened": lambda records, truths: len(
+                {r["inner_layer"][0] for r in records if r["inner_layer"] is not None}
+            ),
+        },
+        share_rows=share_rows,
+        schema=schema,
+        component_names={"record.inner_layer": ("x", "share", "dhf", "adct")},
+    )
 
 
 # --- C-Init / C-Gen-Voucher ----------------------------------------------------
@@ -608,6 +671,16 @@ class TpsiAdProtocol(Protocol):
 
     def match_radius(self, params: ProtocolParams) -> int:
         return int(getattr(params, "radius", 0))
+
+    def threshold(self, params: ProtocolParams) -> int | None:
+        self._check_params(params)
+        assert isinstance(params, TpsiAdParams)
+        return params.threshold
+
+    def ideal_functionality(self, params: ProtocolParams, hash_bits: int) -> IdealFunctionality:
+        self._check_params(params)
+        assert isinstance(params, TpsiAdParams)
+        return ideal_functionality(params)
 
     def server_setup(
         self, database: HashArray, params: ProtocolParams, rng: Any = None, *, progress: bool = False
