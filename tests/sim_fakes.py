@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass
 
 from e2escan.hashing import HashArray, PerceptualHash
+from e2escan.errors import ProtocolError
 from e2escan.protocols import LeakageProfile
 
 name = "fake"
@@ -68,6 +69,8 @@ class Server:
 
 
 class Client:
+    last_was_synthetic = False
+
     def scan(self, h: PerceptualHash, payload: bytes = b"") -> bytes:
         return struct.pack(">H", h.bits) + h.data + payload
 
@@ -86,3 +89,16 @@ def plaintext_matcher(database: HashArray, params: Params):
         return d <= params.radius, d
 
     return match
+
+
+def expected_openings(database: HashArray, params: Params):
+    match = plaintext_matcher(database, params)
+    return lambda h: int(match(h)[0])
+
+
+def threshold(params: Params) -> int:
+    return params.threshold
+
+
+def ideal_functionality(params: Params, hash_bits: int):
+    raise ProtocolError("fake: declares no ideal functionality")

@@ -172,11 +172,22 @@ def build_worlds(protocol: Protocol, params: ProtocolParams, accounts: int, rng:
     real = read_real_world(relay, names)
     real.over_threshold.update(over)
     t_real = time.perf_counter()
+    worlds = build_ideal_world(protocol, params, ideal, names, truths, real, fresh_rng)
+    worlds.seconds.update({"real_world_s": t_real - t_start, "ideal_world_s": time.perf_counter() - t_real})
+    return worlds
 
-    # Ideal world: the same truths through the ideal functionality.
-    fresh = Fresh(fresh_rng)
+
+def build_ideal_world(protocol: Protocol, params: ProtocolParams, ideal: IdealFunctionality, accounts: Sequence[str],
+                      truths: Mapping[str, Sequence[VoucherTruth]], real: World, rng: np.random.Generator) -> Worlds:
+    """The ideal world on the real world's truths (same accounts, same order, same arrival times)."""
+    fresh = Fresh(rng)
     ideal_world = World("ideal")
-    for name in names:
+    for name in accounts:
+        if len(truths[name]) != len(real.vouchers[name]):
+            raise ConfigError(
+                f"audit: account {name} has {len(truths[name])} vouchers in the ground truth but "
+                f"{len(real.vouchers[name])} records in the ServerView"
+            )
         observed, records = [], []
         for truth, real_obs in zip(truths[name], real.vouchers[name]):
             voucher, record = ideal.run_voucher(truth, fresh)
@@ -185,9 +196,8 @@ def build_worlds(protocol: Protocol, params: ProtocolParams, accounts: int, rng:
             observed.append(Observed(voucher, len(voucher), real_obs.at, record))
         ideal_world.vouchers[name] = observed
         ideal_world.account_fields[name] = ideal.run_account(records, truths[name])
-        ideal_world.over_threshold[name] = False  # the plan keeps every account below t
-    seconds = {"real_world_s": t_real - t_start, "ideal_world_s": time.perf_counter() - t_real}
-    return Worlds(protocol, params, ideal, names, truths, real, ideal_world, seconds)
+        ideal_world.over_threshold[name] = False  # the ideal functionality describes the view below t
+    return Worlds(protocol, params, ideal, list(accounts), {a: list(truths[a]) for a in accounts}, real, ideal_world)
 
 
 def _through_codec(protocol: str, account: str, index: int, record: Mapping[str, Any]) -> Mapping[str, Any]:

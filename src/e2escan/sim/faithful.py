@@ -30,6 +30,7 @@ from ..hashing import HashArray, PerceptualHash, get_hasher
 from ..images import synthetic_image
 from ..messenger import Device, Relay
 from ..protocols.events import MatchRecorder
+from ..protocols.ideal import VoucherTruth
 from ..protocols.tpsi_ad import seeded_coin
 from .content import ContentSource
 from .hashcache import HashCache, default_cache_dir
@@ -66,6 +67,7 @@ class ImageRecord:
     message_id: int
     attacked: bool = False  # perturbed by the evasion attack before sending
     target: bool = False  # the poisoning adversary's target image
+    synthetic: bool = False  # the device sent a synthetic voucher instead of a real one (device-side truth)
 
 
 @dataclass
@@ -101,6 +103,11 @@ class FaithfulRun:
     leakage_rng: np.random.Generator
     database_size: int
     poison_entries: int = 0
+    protocol: Any = None  # the protocol object and its parameters (for the leakage battery's ideal world)
+    params: Any = None
+    #: Ground truth of every voucher, per account id, in the order the match server received them.
+    voucher_truths: dict[str, list[VoucherTruth]] = field(default_factory=dict)
+    hash_bits: int = 0
 
 
 def spawn_streams(scenario: Scenario, replicate: int) -> dict[str, np.random.Generator]:
@@ -146,6 +153,8 @@ class _Scanner:
         self.current: ImageRef | None = None
         self.last_hash: PerceptualHash | None = None
         self.last_voucher_len = 0
+        self.last_payload = b""
+        self.vouchers_sent = 0
 
     def __call__(self, attachment: bytes) -> bytes:
         ref = self.current
@@ -169,6 +178,8 @@ class _Scanner:
         self.costs.scan_s.append(time.perf_counter() - t0)
         self.last_hash = h
         self.last_voucher_len = len(voucher)
+        self.last_payload = payload
+        self.vouchers_sent += 1
         return voucher
 
 
@@ -208,6 +219,7 @@ def run_faithful(
         raise ScenarioError(f"protocol.params: {exc}") from None
     server, public = proto.server_setup(database, params)
     matcher = proto.plaintext_matcher(database, params)
+    openings = proto.expected_openings(database, params)
     threshold = getattr(params, "threshold", None)
 
     if cache_dir == "default":
@@ -239,6 +251,7 @@ def run_faithful(
     crafted_messages = attack.craft(scenario, pop, planner, database, proto.match_radius(params)
                                     if hasattr(proto, "match_radius") else int(getattr(params, "radius", 0)))
     images: list[ImageRecord] = []
+    truths: dict[str, list[VoucherTruth]] = {}
     known_uids: set[int] = set()
     flags: dict[int, int] = {}
     revealed: dict[int, set[int]] = defaultdict(set)
@@ -254,7 +267,7 @@ def run_faithful(
         for msg in plan:
             clock.now = msg.at
             _send(msg, devices, content, scanners[msg.sender], images, known_uids, matcher, costs, relay, touched,
-                  attack)
+                  attack, openings, truths)
             day_images += msg.image is not None
             if progress:
                 progress(1)
@@ -296,7 +309,7 @@ def run_faithful(
         scenario, replicate, pop, relay, images, flags, dict(revealed), review.decisions, daily, costs,
         review.backlog, cache.hits, threshold,
         {"setup_s": t_days - t_start, "days_s": time.perf_counter() - t_days}, streams["leakage"], len(database),
-        poison_entries,
+        poison_entries, proto, params, truths, hasher.bits,
     )
 
 
@@ -381,7 +394,7 @@ def poison_hashes(scenario: Scenario, content: ContentSource, hasher, rng: np.ra
 
 
 def _send(msg: PlannedMessage, devices, content, scanner, images, known_uids, matcher, costs, relay, touched,
-          attack: _AttackContext) -> None:
+          attack: _AttackContext, openings, truths: dict[str, list[VoucherTruth]]) -> None:
     sender = devices[msg.sender]
     body = f"message from {sender.device_id} at {msg.at:.0f}".encode()
     recipients = [devices[r].device_id for r in msg.recipients]
@@ -395,10 +408,14 @@ def _send(msg: PlannedMessage, devices, content, scanner, images, known_uids, ma
     scanner.current = None
     h = scanner.last_hash
     match, distance = matcher(h)
+    synthetic = bool(scanner.client.last_was_synthetic)
     images.append(
         ImageRecord(ref.uid, msg.day, msg.sender, ref.kind, ref.transform, h.hex, distance, match,
-                    scanner.last_voucher_len, ids[0], attacked, attack.is_target(ref))
+                    scanner.last_voucher_len, ids[0], attacked, attack.is_target(ref), synthetic)
     )
+    account = truths.setdefault(sender.device_id, [])
+    account.append(VoucherTruth(sender.device_id, len(account), ref.uid, h.data, scanner.last_payload, bool(match),
+                                int(distance), synthetic, int(openings(h))))
     if ref.known:
         known_uids.add(ref.uid)
     touched.add(msg.sender)

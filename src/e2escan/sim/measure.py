@@ -119,6 +119,7 @@ def compute_metrics(run: FaithfulRun) -> dict[str, Any]:
         "review": review,
         "attacks": attack_metrics(run),
         "leakage": leakage_metrics(run, flagged),
+        "leakage_audit": audit_battery(run),
         "threshold": run.threshold,
         "database_size": run.database_size,
         "per_account_rows": _account_rows(run, images_per_account, known, sender, matches_per_account, flagged, confirmed, first_known_day, confirm_day),
@@ -199,6 +200,46 @@ def leakage_metrics(run: FaithfulRun, flagged: np.ndarray) -> list[dict]:
         match = np.array([r.oracle_match for r in run.images], dtype=bool)
         out.append(estimate("voucher_length", "vouchers (match vs non-match)", length, match, rng, permutations=100).as_dict())
     return out
+
+
+#: Families of the audit battery run on a simulation: those whose numbers are functions of the scenario and
+#: seed. The voucher-bytes family reads ciphertext bytes (OS-random), so it would make run metrics differ
+#: between identical runs; ``e2escan audit`` runs it.
+RUN_FAMILIES = ("equality", "relations", "counts", "relay")
+
+
+def audit_battery(run: FaithfulRun, permutations: int = 499) -> list[dict]:
+    """The leakage audit's battery on the run's own ServerView: real view against the ideal world.
+
+    Scope: accounts that sent at least one voucher and that the server never
+    opened (for protocols with a threshold; all of them otherwise), since the
+    ideal functionality describes the view below the threshold. The ideal
+    world is built from the run's ground truth (which images matched, which
+    went synthetic) and the run's seeded leakage generator. Returns one row
+    per family (see :mod:`e2escan.audit.distinguishers`); an empty list when
+    the protocol declares no ideal functionality.
+    """
+    from ..audit.distinguishers import EXTRACTORS, family_test
+    from ..audit.worlds import build_ideal_world, read_real_world
+    from ..errors import ProtocolError
+
+    proto, params = run.protocol, run.params
+    try:
+        ideal = proto.ideal_functionality(params, run.hash_bits)
+    except ProtocolError:
+        return []
+    over = run.threshold is not None
+    accounts = [a for i, a in enumerate(run.population.ids) if a in run.voucher_truths and not (over and i in run.flags)]
+    if not accounts:
+        return []
+    worlds = build_ideal_world(proto, params, ideal, accounts, run.voucher_truths, read_real_world(run.relay, accounts),
+                               run.leakage_rng)
+    rows = []
+    for family in RUN_FAMILIES:
+        result = family_test(EXTRACTORS[family](worlds), run.leakage_rng, alpha=0.01 / len(RUN_FAMILIES),
+                             permutations=permutations, bootstrap=100)
+        rows.append({"scope": "accounts not opened", **result.as_row()})
+    return rows
 
 
 def deterministic_view(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -119,7 +119,7 @@ def run_replicate(scenario: Scenario, replicate: int, out_dir: Path, progress: C
         write_csv(tmp / "accounts.csv", rows)
         write_csv(tmp / "images.csv", [vars(r) for r in run.images],
                   fieldnames=["uid", "day", "sender", "kind", "transform", "hash_hex", "distance", "oracle_match",
-                              "voucher_bytes", "message_id", "attacked", "target"])
+                              "voucher_bytes", "message_id", "attacked", "target", "synthetic"])
     summary = {"replicate": replicate, "engine": scenario.engine, "metrics": metrics, "costs": costs, "daily": daily}
     write_json(tmp / "summary.json", summary)
     write_csv(tmp / "match_histogram.csv", histogram)
@@ -127,6 +127,8 @@ def run_replicate(scenario: Scenario, replicate: int, out_dir: Path, progress: C
     write_csv(tmp / "leakage.csv", metrics["leakage"],
               fieldnames=["feature", "scope", "n", "positives", "advantage", "chance_advantage", "p_value",
                           "mutual_information_bits"])
+    if metrics.get("leakage_audit"):
+        write_csv(tmp / "leakage_audit.csv", metrics["leakage_audit"])
     write_manifest(tmp, command="e2escan run", seed=scenario.seed, config=to_dict(scenario), started=started,
                    extra={"replicate": replicate, "scenario_digest": scenario_digest(scenario)})
     if final.exists():
@@ -211,6 +213,7 @@ def aggregate(scenario: Scenario, summaries: list[dict[str, Any]]) -> dict[str, 
         "threshold": m0["threshold"],
         "database_size": m0["database_size"],
         "leakage": _leakage_summary(summaries),
+        "leakage_audit": _audit_summary(summaries),
         **({"model": m0["model"]} if "model" in m0 else {}),
         **({"attacks": _attacks_summary(summaries)} if m0.get("attacks") else {}),
     }
@@ -252,6 +255,16 @@ def _attacks_summary(summaries: list[dict[str, Any]]) -> dict[str, Any]:
 def _mean(xs: list) -> float | None:
     xs = [x for x in xs if x is not None]
     return sum(xs) / len(xs) if xs else None
+
+
+def _audit_summary(summaries: list[dict]) -> list[dict]:
+    """Per battery family, the replicate whose strongest feature came closest to a leak (smallest p-value)."""
+    rows: dict[str, dict] = {}
+    for s in summaries:
+        for r in s["metrics"].get("leakage_audit") or []:
+            if r["family"] not in rows or r["p_value"] < rows[r["family"]]["p_value"]:
+                rows[r["family"]] = {**r, "replicates": len(summaries)}
+    return list(rows.values())
 
 
 def _leakage_summary(summaries: list[dict]) -> list[dict]:

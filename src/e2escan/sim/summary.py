@@ -56,6 +56,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         top = max(leak, key=lambda r: r["advantage"] - r["chance_advantage"])
         rows.append(("leakage on unflagged accounts", f"{top['advantage']:.3f}",
                      f"best ServerView feature: {top['feature']} (chance {top['chance_advantage']:.3f}, p={top['p_value']:.2g})"))
+    audit = [r for r in m.get("leakage_audit") or [] if r["features"]]
+    if audit:
+        top = min(audit, key=lambda r: r["p_value"])
+        verdict = "undeclared LEAK" if any(r["verdict"] == "LEAK" for r in audit) else "nothing beyond LEAKAGE"
+        what = f"{top['family']}: {top['strongest_feature']}" if top["statistic"] > 0 else "no feature differs from the ideal world"
+        rows.append(("audit battery (real vs ideal view)", f"{top['advantage']:.3f}",
+                     f"{verdict}; strongest {what} (chance {top['chance_advantage']:.3f}, p={top['p_value']:.2g})"))
     vl = [r for r in m["leakage"] if r["feature"] == "voucher_length"]
     if vl:
         rows.append(("voucher length: match vs non-match", f"{vl[0]['advantage']:.3f}", "advantage (0 = indistinguishable)"))
