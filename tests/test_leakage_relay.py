@@ -84,3 +84,41 @@ def test_tpsi_ad_below_threshold_vouchers_in_the_view_do_not_tell_matches():
         adv = advantage(values, label)
         null = np.quantile([advantage(values, rng.permutation(label)) for _ in range(200)], 0.999)
         assert adv <= max(null, 1e-12), f"{name}: advantage {adv:.3f} above the 99.9% permutation bound {null:.3f}"
+
+
+def _key_only_seal(key: bytes, plaintext: bytes, ad: bytes) -> bytes:
+    """The sealing layout before the fix: ``commitment(key) || nonce || AEAD``."""
+    import hashlib
+    import os
+
+    from e2escan.crypto.primitives import aead_seal
+
+    d = hashlib.sha512(b"e2escan key commitment v1" + key).digest()
+    nonce = os.urandom(24)
+    return d[32:] + nonce + aead_seal(d[:32], nonce, plaintext, ad)
+
+
+def _battery_scenario() -> Scenario:
+    return Scenario.from_dict({
+        **BASE,
+        "days": 1,
+        "population": {"accounts": 60, "offender_share": 0.5, "mean_contacts": 4},
+        "traffic": {"messages_per_day": 8, "image_share": 1.0, "forward_share": 0.0},
+        "protocol": {"name": "tpsi-ad", "params": {"threshold": 40, "synthetic_probability": 0.2}},
+    })
+
+
+def test_the_runs_audit_battery_passes_and_catches_the_key_only_commitment(monkeypatch):
+    """The faithful run's leakage section runs the audit battery on its own ServerView (real vs ideal)."""
+    from e2escan.protocols import tpsi_ad
+    from e2escan.sim.measure import audit_battery
+
+    run = run_faithful(_battery_scenario(), cache_dir=None)
+    rows = audit_battery(run)
+    assert {r["family"] for r in rows} == {"equality", "relations", "counts", "relay"}
+    assert all(r["verdict"] != "LEAK" for r in rows), rows
+    monkeypatch.setattr(tpsi_ad, "seal", _key_only_seal)
+    broken = audit_battery(run_faithful(_battery_scenario(), cache_dir=None))
+    leaks = {r["family"]: r for r in broken if r["verdict"] == "LEAK"}
+    assert "equality" in leaks, broken
+    assert leaks["equality"]["field"] == "record.inner_layer.adct"

@@ -64,7 +64,7 @@ import numpy as np
 from ..crypto.group import ELL
 from ..metrics.leakage import advantage
 from ..protocols.ideal import VoucherTruth
-from .worlds import World, Worlds
+from .worlds import World, Worlds  # noqa: F401 (World in annotations)
 
 WINDOW = 16
 MAX_WINDOWS = 12
@@ -188,6 +188,16 @@ class _Accumulator:
         if self.counts[name] is not None:
             self.counts[name][account] += 1
 
+    def add_column(self, name: str, field: str, sums: np.ndarray, counts: np.ndarray | None) -> None:
+        """Add a whole column at once: per-account sums, and counts for a mean (``None``: a total)."""
+        if name not in self.sums:
+            self.sums[name] = np.zeros(self.n)
+            self.counts[name] = None if counts is None else np.zeros(self.n)  # type: ignore[assignment]
+            self.field_of[name] = field
+        self.sums[name] += sums
+        if counts is not None:
+            self.counts[name] += counts
+
     def column(self, name: str) -> np.ndarray:
         if name not in self.sums:
             return np.zeros(self.n)
@@ -203,51 +213,84 @@ def _table(family: str, real: _Accumulator, ideal: _Accumulator) -> FeatureTable
     return FeatureTable(family, tuple(names), fields, r, i)
 
 
-def voucher_bytes(worlds: Worlds) -> FeatureTable:
+def _leaf_matrices(worlds: Worlds, world: World) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per bytes field (path and length): ``(account index, class index, uint8 matrix)`` over every voucher."""
     schema, names = worlds.ideal.schema, worlds.ideal.component_names
+    rows: dict[str, tuple[list[int], list[int], list[bytes]]] = defaultdict(lambda: ([], [], []))
+    for a, account in enumerate(worlds.accounts):
+        for truth, obs in zip(worlds.truths[account], world.vouchers[account]):
+            cls = CLASSES.index(voucher_class(truth))
+            for path, data in _byte_leaves(obs, schema, names):
+                if not data:
+                    continue
+                acc_idx, cls_idx, values = rows[f"{path}#{len(data)}"]
+                acc_idx.append(a)
+                cls_idx.append(cls)
+                values.append(data)
+    out = {}
+    for key, (acc_idx, cls_idx, values) in rows.items():
+        width = len(values[0])
+        matrix = np.frombuffer(b"".join(values), dtype=np.uint8).reshape(len(values), width)
+        out[key] = (np.asarray(acc_idx), np.asarray(cls_idx), matrix)
+    return out
+
+
+def _path(key: str) -> str:
+    return key.rsplit("#", 1)[0]
+
+
+def voucher_bytes(worlds: Worlds) -> FeatureTable:
     accs = []
+    n = len(worlds.accounts)
     for world in (worlds.real, worlds.ideal_world):
-        acc = _Accumulator(len(worlds.accounts))
-        for a, account in enumerate(worlds.accounts):
-            for truth, obs in zip(worlds.truths[account], world.vouchers[account]):
-                cls = voucher_class(truth)
-                for path, data in _byte_leaves(obs, schema, names):
-                    arr = np.frombuffer(data, dtype=np.uint8)
-                    windows = max(1, math.ceil(arr.size / WINDOW))
-                    for w in _sampled(windows):
-                        part = arr[w * WINDOW : (w + 1) * WINDOW]
-                        if part.size == 0:
-                            continue
-                        acc.add(f"{cls}:{path}[{w}]:mean", path, a, float(part.mean()))
-                        acc.add(f"{cls}:{path}[{w}]:bits", path, a, float(np.unpackbits(part).mean()))
+        acc = _Accumulator(n)
+        for key, (acc_idx, cls_idx, matrix) in _leaf_matrices(worlds, world).items():
+            path = _path(key)
+            windows = max(1, math.ceil(matrix.shape[1] / WINDOW))
+            for w in _sampled(windows):
+                part = matrix[:, w * WINDOW : (w + 1) * WINDOW]
+                stats = {"mean": part.mean(axis=1), "bits": np.unpackbits(part, axis=1).mean(axis=1)}
+                for c, cls in enumerate(CLASSES):
+                    mask = cls_idx == c
+                    if not mask.any():
+                        continue
+                    counts = np.bincount(acc_idx[mask], minlength=n)
+                    for stat, values in stats.items():
+                        acc.add_column(f"{cls}:{path}[{w}]:{stat}", path, np.bincount(acc_idx[mask], values[mask], n), counts)
         accs.append(acc)
     return _table("voucher-bytes", *accs)
 
 
+def _equal_value_counts(acc_idx: np.ndarray, part: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per account: pairs of its vouchers with equal ``part`` rows, and vouchers whose row another account sent."""
+    row = np.ascontiguousarray(part).view(np.dtype((np.void, part.shape[1]))).ravel()
+    _, value = np.unique(row, return_inverse=True)
+    value = value.ravel()
+    # Within an account: occurrences of each (account, value), then C(c, 2) per account.
+    pair_key = acc_idx.astype(np.int64) * (int(value.max()) + 1) + value
+    keys, counts = np.unique(pair_key, return_counts=True)
+    within = np.bincount(keys // (int(value.max()) + 1), counts * (counts - 1) / 2, n)
+    # Across accounts: a value counts for an account when some other account also sent it.
+    owners = np.bincount(keys % (int(value.max()) + 1), minlength=int(value.max()) + 1)
+    across = np.bincount(acc_idx, (owners[value] > 1).astype(float), n)
+    return within, across
+
+
 def equality(worlds: Worlds) -> FeatureTable:
-    schema, names = worlds.ideal.schema, worlds.ideal.component_names
     accs = []
+    n = len(worlds.accounts)
     for world in (worlds.real, worlds.ideal_world):
-        acc = _Accumulator(len(worlds.accounts))
-        per_account: list[dict[str, Counter]] = []
-        owners: dict[tuple[str, bytes], set[int]] = defaultdict(set)
-        fields: dict[str, str] = {}
-        for a, account in enumerate(worlds.accounts):
-            seen: dict[str, Counter] = defaultdict(Counter)
-            for obs in world.vouchers[account]:
-                for path, data in _byte_leaves(obs, schema, names):
-                    keys = [(f"{path}", data)] + ([(f"{path}[{w}]", part) for w, part in _windows(data)] if len(data) > WINDOW else [])
-                    for key, value in keys:
-                        seen[key][value] += 1
-                        owners[(key, value)].add(a)
-                        fields[key] = path
-            per_account.append(seen)
-        for a, seen in enumerate(per_account):
-            for key, counter in seen.items():
-                pairs = sum(c * (c - 1) // 2 for c in counter.values())
-                shared = sum(c for v, c in counter.items() if len(owners[(key, v)]) > 1)
-                acc.add(f"within:{key}", fields[key], a, float(pairs), mean=False)
-                acc.add(f"across:{key}", fields[key], a, float(shared), mean=False)
+        acc = _Accumulator(n)
+        for key, (acc_idx, _, matrix) in _leaf_matrices(worlds, world).items():
+            path = _path(key)
+            parts = [(path, matrix)]
+            if matrix.shape[1] > WINDOW:
+                parts += [(f"{path}[{w}]", matrix[:, w * WINDOW : (w + 1) * WINDOW])
+                          for w in range(math.ceil(matrix.shape[1] / WINDOW))]
+            for name, part in parts:
+                within, across = _equal_value_counts(acc_idx, part, n)
+                acc.add_column(f"within:{name}", path, within, None)
+                acc.add_column(f"across:{name}", path, across, None)
         accs.append(acc)
     return _table("equality", *accs)
 
@@ -258,16 +301,25 @@ def _relation_counts(rows: list[tuple[int, tuple[int, ...]]]) -> dict[tuple[int,
     for k in RELATION_SIZES:
         for subset in combinations(rows, k):
             xs = [x for x, _ in subset]
-            weights = []
+            # D_i = prod_{j != i} (x_i - x_j); the (k-1)-th divided difference is sum_i y_i / D_i, and it is
+            # zero iff sum_i y_i * prod_{l != i} D_l is (the D_i are nonzero): no inversion needed.
+            d = []
             for i, xi in enumerate(xs):
                 prod = 1
                 for j, xj in enumerate(xs):
                     if i != j:
                         prod = prod * (xi - xj) % ELL
-                weights.append(pow(prod, -1, ELL))
+                d.append(prod)
+            weights = []
+            for i in range(k):
+                prod = 1
+                for l_, dl in enumerate(d):
+                    if l_ != i:
+                        prod = prod * dl % ELL
+                weights.append(prod)
             columns = min(len(subset[0][1]), MAX_RELATION_COLUMNS)
             for c in range(columns):
-                # The (k-1)-th divided difference is zero iff the k points lie on degree <= k - 2.
+                # The k points lie on a polynomial of degree <= k - 2 iff the combination vanishes.
                 if sum(w * values[c] for w, (_, values) in zip(weights, subset)) % ELL == 0:
                     out[(c, k)] += 1
     return out

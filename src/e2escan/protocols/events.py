@@ -61,69 +61,66 @@ def encode_value(value: Any) -> bytes:
 
 
 def _encode(value: Any, out: bytearray, depth: int) -> None:
-    if depth > _MAX_DEPTH:
-        raise ProtocolError(f"event value nested deeper than {_MAX_DEPTH} levels")
-    if value is None:
-        out.append(_NONE)
-    elif isinstance(value, bool):
-        out.append(_TRUE if value else _FALSE)
-    elif isinstance(value, int):
-        n = (value.bit_length() + 8) // 8  # room for the sign bit
-        if n > 255:
-            raise ProtocolError(f"event value: integer of {value.bit_length()} bits is too large")
-        out += bytes((_INT, n)) + value.to_bytes(n, "big", signed=True)
-    elif isinstance(value, (bytes, bytearray, memoryview)):
-        data = bytes(value)
+    kind = type(value)
+    if kind is bytes:
         out.append(_BYTES)
-        out += len(data).to_bytes(4, "big") + data
-    elif isinstance(value, str):
-        data = value.encode("utf-8")
-        out.append(_STR)
-        out += len(data).to_bytes(4, "big") + data
-    elif isinstance(value, tuple):
+        out += len(value).to_bytes(4, "big")
+        out += value
+    elif kind is tuple:
+        if depth >= _MAX_DEPTH:
+            raise ProtocolError(f"event value nested deeper than {_MAX_DEPTH} levels")
         out.append(_TUPLE)
         out += len(value).to_bytes(4, "big")
         for item in value:
             _encode(item, out, depth + 1)
+    elif value is None:
+        out.append(_NONE)
+    elif kind is bool:
+        out.append(_TRUE if value else _FALSE)
+    elif kind is int:
+        n = (value.bit_length() + 8) // 8  # room for the sign bit
+        if n > 255:
+            raise ProtocolError(f"event value: integer of {value.bit_length()} bits is too large")
+        out.append(_INT)
+        out.append(n)
+        out += value.to_bytes(n, "big", signed=True)
+    elif kind is str:
+        data = value.encode("utf-8")
+        out.append(_STR)
+        out += len(data).to_bytes(4, "big")
+        out += data
+    elif isinstance(value, (bytes, bytearray, memoryview, tuple, list, bool, int, str)):  # subclasses, lists
+        _encode(_as_value(value), out, depth)
     else:
         raise ProtocolError(f"event value: cannot encode a {type(value).__name__} (accepted: None, bool, int, bytes, str, tuple)")
 
 
 def decode_value(data: bytes) -> Value:
     """Inverse of :func:`encode_value`; :class:`EventError` names the byte offset of any defect."""
-    value, end = _decode(bytes(data), 0, 0)
+    data = bytes(data)
+    value, end = _decode(data, 0, 0)
     if end != len(data):
         raise EventError(f"event value: {len(data) - end} trailing bytes at byte offset {end}")
     return value
 
 
-def _need(data: bytes, pos: int, n: int, what: str) -> None:
-    if pos + n > len(data):
-        raise EventError(f"event value: {what} at byte offset {pos} is truncated (needs {n} bytes, {len(data) - pos} left)")
+def _truncated(data: bytes, pos: int, n: int, what: str) -> EventError:
+    return EventError(f"event value: {what} at byte offset {pos} is truncated (needs {n} bytes, {len(data) - pos} left)")
 
 
 def _decode(data: bytes, pos: int, depth: int) -> tuple[Value, int]:
-    if depth > _MAX_DEPTH:
-        raise EventError(f"event value: nested deeper than {_MAX_DEPTH} levels at byte offset {pos}")
-    _need(data, pos, 1, "tag")
+    if pos >= len(data):
+        raise _truncated(data, pos, 1, "tag")
     tag = data[pos]
     pos += 1
-    if tag == _NONE:
-        return None, pos
-    if tag in (_FALSE, _TRUE):
-        return tag == _TRUE, pos
-    if tag == _INT:
-        _need(data, pos, 1, "integer length")
-        n = data[pos]
-        _need(data, pos + 1, n, "integer")
-        if n == 0:
-            raise EventError(f"event value: zero-length integer at byte offset {pos}")
-        return int.from_bytes(data[pos + 1 : pos + 1 + n], "big", signed=True), pos + 1 + n
-    if tag in (_BYTES, _STR, _TUPLE):
-        _need(data, pos, 4, "length")
+    if tag == _BYTES or tag == _STR or tag == _TUPLE:
+        if pos + 4 > len(data):
+            raise _truncated(data, pos, 4, "length")
         n = int.from_bytes(data[pos : pos + 4], "big")
         pos += 4
         if tag == _TUPLE:
+            if depth >= _MAX_DEPTH:
+                raise EventError(f"event value: nested deeper than {_MAX_DEPTH} levels at byte offset {pos - 5}")
             if n > len(data) - pos:  # every item takes at least one byte
                 raise EventError(f"event value: tuple of {n} items at byte offset {pos - 4} exceeds the data")
             items = []
@@ -131,7 +128,8 @@ def _decode(data: bytes, pos: int, depth: int) -> tuple[Value, int]:
                 item, pos = _decode(data, pos, depth + 1)
                 items.append(item)
             return tuple(items), pos
-        _need(data, pos, n, "bytes" if tag == _BYTES else "string")
+        if pos + n > len(data):
+            raise _truncated(data, pos, n, "bytes" if tag == _BYTES else "string")
         raw = data[pos : pos + n]
         if tag == _BYTES:
             return raw, pos + n
@@ -139,15 +137,36 @@ def _decode(data: bytes, pos: int, depth: int) -> tuple[Value, int]:
             return raw.decode("utf-8"), pos + n
         except UnicodeDecodeError as exc:
             raise EventError(f"event value: string at byte offset {pos} is not UTF-8") from exc
+    if tag == _NONE:
+        return None, pos
+    if tag == _FALSE or tag == _TRUE:
+        return tag == _TRUE, pos
+    if tag == _INT:
+        if pos >= len(data):
+            raise _truncated(data, pos, 1, "integer length")
+        n = data[pos]
+        if n == 0:
+            raise EventError(f"event value: zero-length integer at byte offset {pos}")
+        if pos + 1 + n > len(data):
+            raise _truncated(data, pos + 1, n, "integer")
+        return int.from_bytes(data[pos + 1 : pos + 1 + n], "big", signed=True), pos + 1 + n
     raise EventError(f"event value: unknown tag {tag} at byte offset {pos - 1}")
+
+
+_PLAIN = frozenset((bytes, int, bool, str, type(None)))
 
 
 def _as_value(value: Any) -> Value:
     """Records may hold lists or other sequences of values; events hold tuples."""
-    if isinstance(value, (list, tuple)):
-        return tuple(_as_value(v) for v in value)
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is tuple or kind is list:
+        return tuple(v if type(v) in _PLAIN else _as_value(v) for v in value)
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_value(v) for v in value)
     return value
 
 
