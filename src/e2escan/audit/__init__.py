@@ -17,6 +17,7 @@ before believing it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_OVERRIDES",
     "FAMILIES",
     "audit_protocol",
+    "check_permutations",
     "check_power",
     "resolve_protocol",
 ]
@@ -80,6 +82,16 @@ def resolve_protocol(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
+def check_permutations(permutations: int, alpha: float, families: int) -> None:
+    """A permutation p-value is at least ``1 / (permutations + 1)``: it must be able to fall to half a family's level."""
+    needed = math.ceil(2 * families / alpha) - 1
+    if permutations < needed:
+        raise ConfigError(
+            f"--permutations {permutations}: a p-value can then not fall below {1 / (permutations + 1):.2g}, "
+            f"above half the per-family level {alpha / families:.2g}; use at least {needed}"
+        )
+
+
 def check_power(vouchers: int, *, alpha: float, min_share: float, families: int = len(FAMILIES)) -> int:
     """The accounts ``vouchers`` give; :class:`ConfigError` saying how many vouchers are needed if too few."""
     accounts = int(vouchers / MEAN_VOUCHERS_PER_ACCOUNT)
@@ -123,6 +135,7 @@ def audit_protocol(
         raise ConfigError(f"alpha = {alpha} must lie in (0, 1)")
     if not 0 < min_share <= 1:
         raise ConfigError(f"min_share = {min_share} must lie in (0, 1]")
+    check_permutations(permutations, alpha, len(families))
     accounts = check_power(vouchers, alpha=alpha, min_share=min_share, families=len(families))
     params = _params_for(protocol, synthetic_probability, overrides or {})
     rng = np.random.default_rng(seed)

@@ -79,7 +79,7 @@ def check_out(out: str, force: bool) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..audit import audit_protocol, check_power, resolve_protocol
+    from ..audit import audit_protocol, check_permutations, check_power, resolve_protocol
     from ..protocols import PROTOCOLS
 
     started = time.perf_counter()
@@ -89,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
     for p in probabilities:
         if not 0 <= p < 1:
             raise ConfigError(f"--synthetic-probability {p}: must lie in [0, 1)")
-    if args.permutations < 99:
-        raise ConfigError(f"--permutations {args.permutations}: at least 99 are needed for a p-value below 0.01")
+    check_permutations(args.permutations, args.alpha, 5)
     overrides = _parse_set(args.set)
     check_power(args.vouchers, alpha=args.alpha, min_share=args.min_share)
     for proto in protocols:  # parameters are checked for every protocol before anything runs

@@ -208,7 +208,7 @@ def leakage_metrics(run: FaithfulRun, flagged: np.ndarray) -> list[dict]:
 RUN_FAMILIES = ("equality", "relations", "counts", "relay")
 
 
-def audit_battery(run: FaithfulRun, permutations: int = 499) -> list[dict]:
+def audit_battery(run: FaithfulRun, permutations: int = 999) -> list[dict]:
     """The leakage audit's battery on the run's own ServerView: real view against the ideal world.
 
     Scope: accounts that sent at least one voucher and that the server never

@@ -60,9 +60,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     if audit:
         top = min(audit, key=lambda r: r["p_value"])
         verdict = "undeclared LEAK" if any(r["verdict"] == "LEAK" for r in audit) else "nothing beyond LEAKAGE"
-        what = f"{top['family']}: {top['strongest_feature']}" if top["statistic"] > 0 else "no feature differs from the ideal world"
-        rows.append(("audit battery (real vs ideal view)", f"{top['advantage']:.3f}",
-                     f"{verdict}; strongest {what} (chance {top['chance_advantage']:.3f}, p={top['p_value']:.2g})"))
+        if top["statistic"] > 0:
+            what = f"strongest {top['family']}: {top['strongest_feature']} (chance {top['chance_advantage']:.3f}, p={top['p_value']:.2g})"
+        else:
+            what = f"no feature of {len(audit)} families differs from the ideal world"
+        rows.append(("audit battery (real vs ideal view)", f"{top['advantage']:.3f}", f"{verdict}: {what}"))
     vl = [r for r in m["leakage"] if r["feature"] == "voucher_length"]
     if vl:
         rows.append(("voucher length: match vs non-match", f"{vl[0]['advantage']:.3f}", "advantage (0 = indistinguishable)"))
