@@ -20,8 +20,13 @@ from e2escan.audit.distinguishers import FeatureTable, family_test
 from e2escan.crypto import group
 from e2escan.crypto.primitives import AEAD_NONCE_BYTES, aead_seal
 from e2escan.errors import ConfigError
-from e2escan.protocols import PROTOCOLS, LeakageProfile, get_protocol
-from e2escan.protocols import plaintext, tpsi_ad
+from e2escan.protocols import (
+    PROTOCOLS,
+    LeakageProfile,
+    get_protocol,
+    plaintext,
+    tpsi_ad,
+)
 from e2escan.protocols.sealing import seal_once
 from e2escan.protocols.tpsi_ad import CT_BYTES, TpsiAdProtocol, TpsiAdScanner
 

@@ -147,7 +147,7 @@ def test_a_record_with_an_undeclared_field_is_refused_and_nothing_is_queued() ->
 def test_a_refused_voucher_leaves_the_view_and_the_queue_unchanged() -> None:
     proto = get_protocol("tpsi-ad")
     db = HashArray.random(4, BITS, np.random.default_rng(2))
-    server, public = proto.server_setup(db, proto.Params(threshold=2))
+    server, _public = proto.server_setup(db, proto.Params(threshold=2))
     relay = Relay()
     relay.attach_match_server(MatchRecorder(server, proto.name, proto.LEAKAGE))
     Device.register("alice", relay), Device.register("bob", relay)

@@ -26,15 +26,21 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, ProtocolError
-from ..protocols.events import EventError
 from ..protocols import PROTOCOLS, Protocol
-from .distinguishers import EXTRACTORS, FAMILIES, FamilyResult, required_accounts, family_test
+from ..protocols.events import EventError
+from .distinguishers import (
+    EXTRACTORS,
+    FAMILIES,
+    FamilyResult,
+    family_test,
+    required_accounts,
+)
 from .worlds import MEAN_VOUCHERS_PER_ACCOUNT, build_worlds, resolve_params
 
 __all__ = [
-    "AuditReport",
     "DEFAULT_OVERRIDES",
     "FAMILIES",
+    "AuditReport",
     "audit_protocol",
     "check_permutations",
     "check_power",

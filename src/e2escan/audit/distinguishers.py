@@ -52,7 +52,7 @@ maximum): :func:`required_accounts`.
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -64,7 +64,7 @@ import numpy as np
 from ..crypto.group import ELL
 from ..metrics.leakage import advantage
 from ..protocols.ideal import VoucherTruth
-from .worlds import World, Worlds  # noqa: F401 (World in annotations)
+from .worlds import World, Worlds
 
 WINDOW = 16
 MAX_WINDOWS = 12
@@ -158,10 +158,6 @@ def _byte_leaves(obs, schema, names) -> list[tuple[str, bytes]]:
         out.append(("voucher", obs.voucher))
     out += [(p, v) for p, v in _record_leaves(obs.record, names) if isinstance(v, bytes)]
     return out
-
-
-def _windows(data: bytes) -> list[tuple[int, bytes]]:
-    return [(w, data[w * WINDOW : (w + 1) * WINDOW]) for w in range(max(1, math.ceil(len(data) / WINDOW)))]
 
 
 def _sampled(n: int) -> list[int]:

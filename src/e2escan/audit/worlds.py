@@ -36,7 +36,13 @@ from ..hashing import HashArray, PerceptualHash
 from ..messenger import Relay
 from ..messenger.x3dh import Identity, create_bundle
 from ..protocols.base import Protocol, ProtocolParams
-from ..protocols.events import MatchEvent, MatchRecorder, decode_event, encode_event, replay
+from ..protocols.events import (
+    MatchEvent,
+    MatchRecorder,
+    decode_event,
+    encode_event,
+    replay,
+)
 from ..protocols.ideal import Fresh, IdealFunctionality, VoucherTruth
 
 HASH_BITS = 64

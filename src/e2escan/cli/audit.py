@@ -79,7 +79,12 @@ def check_out(out: str, force: bool) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..audit import audit_protocol, check_permutations, check_power, resolve_protocol
+    from ..audit import (
+        audit_protocol,
+        check_permutations,
+        check_power,
+        resolve_protocol,
+    )
     from ..protocols import PROTOCOLS
 
     started = time.perf_counter()
@@ -111,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             reports.append(report)
             rows.extend(report.rows())
 
-    from ..report.audit import audit_figure, audit_table
+    from ..report.audit import audit_table
 
     print(audit_table(rows))
     if out is not None:
