@@ -47,7 +47,7 @@ def _key_only_seal(key: bytes, plaintext: bytes, ad: bytes) -> bytes:
 
 def test_a_leak_exits_non_zero_naming_the_distinguisher_and_the_field(monkeypatch, capsys) -> None:
     monkeypatch.setattr(tpsi_ad, "seal", _key_only_seal)
-    assert main(["audit", "tpsi-ad", *FAST, "--synthetic-probability", "0.5"]) == 3
+    assert main(["audit", "tpsi-ad", *FAST, "--synthetic-probability", "0.01"]) == 3
     err = capsys.readouterr().err
     assert "LEAK in tpsi-ad" in err and "'equality'" in err and "record.inner_layer.adct" in err
 
