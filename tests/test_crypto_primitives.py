@@ -50,6 +50,24 @@ def test_hmac_sha256_rfc4231_case2():
     assert mac.hex() == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
 
 
+RFC8032_TEST1_SIGNATURE = (
+    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+    "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+)
+
+
+def _check_rfc8032_test1(sig: bytes) -> None:
+    """The whole 64-byte signature of RFC 8032 section 7.1, TEST 1 (R and S)."""
+    assert sig.hex() == RFC8032_TEST1_SIGNATURE
+
+
+def test_the_vector_check_compares_the_whole_signature():
+    """Broken on purpose: a signature with a wrong second half (S) must fail the check."""
+    good = bytes.fromhex(RFC8032_TEST1_SIGNATURE)
+    with pytest.raises(AssertionError):
+        _check_rfc8032_test1(good[:32] + bytes(32))
+
+
 def test_ed25519_rfc8032_test1():
     from nacl.bindings import crypto_sign_seed_keypair
 
@@ -57,7 +75,7 @@ def test_ed25519_rfc8032_test1():
     public, secret = crypto_sign_seed_keypair(seed)
     assert public.hex() == "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
     sig = Ed25519KeyPair(secret, public).sign(b"")
-    assert sig.hex().startswith("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155")
+    _check_rfc8032_test1(sig)
     ed25519_verify(public, b"", sig)
     with pytest.raises(AuthenticationError):
         ed25519_verify(public, b"x", sig)

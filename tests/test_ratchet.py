@@ -4,9 +4,10 @@ import pytest
 from hypothesis import given, settings, target
 from hypothesis import strategies as st
 
-from e2escan.crypto import X25519KeyPair, random_bytes
-from e2escan.errors import E2escanError, ReplayError, TooManySkippedError
+from e2escan.crypto import X25519KeyPair, aead_open, random_bytes
+from e2escan.errors import AuthenticationError, E2escanError, ReplayError, TooManySkippedError
 from e2escan.messenger import RatchetLimits, Session
+from e2escan.messenger.ratchet import ZERO_NONCE, kdf_ck
 from e2escan.messenger.wire import RatchetMessage
 
 WIDE = RatchetLimits(max_skip=1000, max_keys_per_chain=1000, max_receiver_chains=1000)
@@ -109,20 +110,91 @@ def test_any_flipped_bit_is_rejected_and_sessions_stay_usable(he, which, data):
     assert bob.ratchet_decrypt(alice.ratchet_encrypt(b"again")) == b"again"
 
 
-@pytest.mark.parametrize("he", [False, True])
-def test_forward_secrecy_state_after_n_cannot_decrypt_earlier(he):
+def _key_material(obj, seen=None) -> set[bytes]:
+    """Every 32-byte value reachable from a captured session (state, skipped keys, anything else it keeps)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return set()
+    seen.add(id(obj))
+    if isinstance(obj, (bytes, bytearray)):
+        return {bytes(obj)} if len(obj) == 32 else set()
+    out: set[bytes] = set()
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out |= _key_material(k, seen) | _key_material(v, seen)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for v in obj:
+            out |= _key_material(v, seen)
+    else:
+        for name in getattr(obj, "__slots__", ()):
+            out |= _key_material(getattr(obj, name, None), seen)
+        for v in getattr(obj, "__dict__", {}).values():
+            out |= _key_material(v, seen)
+    return out
+
+
+def _decryptable_from(captured: Session, messages: list[RatchetMessage], steps: int = 12) -> list[int]:
+    """Indices of ``messages`` that some key derivable from ``captured`` opens.
+
+    Every 32-byte value in the captured state is tried as a message key, and as
+    a chain key from which ``steps`` message keys are derived with KDF_CK; the
+    replay bookkeeping is bypassed entirely (the AEAD is called directly).
+    """
+    candidates = set()
+    for value in _key_material(captured):
+        candidates.add(value)
+        ck = value
+        for _ in range(steps):
+            ck, mk = kdf_ck(ck)
+            candidates.add(mk)
+    opened = []
+    for i, m in enumerate(messages):
+        for mk in candidates:
+            try:
+                aead_open(mk, ZERO_NONCE, m.ciphertext, captured.ad + m.header, "probe")
+            except AuthenticationError:
+                continue
+            opened.append(i)
+            break
+    return opened
+
+
+def _exchange(he):
+    """Three turns of three messages; also Bob's state captured just before the last message."""
     alice, bob = pair(he)
     msgs = []
+    before_last = None
     for turn in range(3):
         for i in range(3):
             m = alice.ratchet_encrypt(f"a{turn}{i}".encode())
             msgs.append(m)
+            if turn == 2 and i == 2:
+                before_last = bob.snapshot()
             bob.ratchet_decrypt(m)
         alice.ratchet_decrypt(bob.ratchet_encrypt(b"ack"))
-    captured = bob.snapshot()
-    for m in msgs:
-        with pytest.raises(E2escanError):
-            captured.ratchet_decrypt(m)
+    return alice, bob, msgs, before_last
+
+
+@pytest.mark.parametrize("he", [False, True])
+def test_forward_secrecy_state_after_n_cannot_decrypt_earlier(he):
+    _, bob, msgs, before_last = _exchange(he)
+    assert _decryptable_from(bob.snapshot(), msgs) == []
+    # The probe is not vacuous: a state captured before the last message opens exactly that message.
+    assert _decryptable_from(before_last, msgs) == [len(msgs) - 1]
+
+
+@pytest.mark.parametrize("he", [False, True])
+def test_forward_secrecy_check_catches_a_ratchet_that_keeps_its_keys(he, monkeypatch):
+    """Broken on purpose: a session that keeps every receiving message key it used."""
+    real_open = Session._open
+
+    def keeping_open(self, mk, message):
+        self.__dict__.setdefault("kept", []).append(mk)
+        return real_open(self, mk, message)
+
+    monkeypatch.setattr(Session, "_open", keeping_open)
+    _, bob, msgs, _ = _exchange(he)
+    assert len(_decryptable_from(bob.snapshot(), msgs)) == len(msgs)
 
 
 @pytest.mark.parametrize("he", [False, True])
@@ -139,6 +211,32 @@ def test_post_compromise_recovery_after_round_trip(he):
     assert bob.ratchet_decrypt(m2) == b"secret after healing"
     with pytest.raises(E2escanError):
         attacker.ratchet_decrypt(m2)
+
+
+def _forged_two_chain_skip(limits: RatchetLimits) -> tuple[Session, RatchetMessage]:
+    """A message whose header makes the receiver skip 8 keys of its old chain and 8 of the new one."""
+    alice, bob = pair(limits=limits)
+    first = [alice.ratchet_encrypt(f"{i}".encode()) for i in range(9)]
+    bob.ratchet_decrypt(first[0])
+    alice.ratchet_decrypt(bob.ratchet_encrypt(b"reply"))  # Alice ratchets: her next chain starts, PN = 9
+    second = [alice.ratchet_encrypt(f"n{i}".encode()) for i in range(9)]
+    return bob, second[8]
+
+
+def test_max_skip_bounds_the_total_over_both_chains():
+    bob, message = _forged_two_chain_skip(RatchetLimits(max_skip=10))
+    with pytest.raises(TooManySkippedError, match="16 message keys in all"):
+        bob.ratchet_decrypt(message)
+    assert len(bob.skipped) == 0  # nothing was stored
+    bob, message = _forged_two_chain_skip(RatchetLimits(max_skip=16))
+    assert bob.ratchet_decrypt(message) == b"n8"  # exactly max_skip in all is allowed
+
+
+def test_the_total_skip_check_catches_a_per_chain_limit(monkeypatch):
+    """Broken on purpose: the limit applied to each chain separately (the old behaviour) lets 16 > 10 through."""
+    monkeypatch.setattr(Session, "_check_skip_total", lambda self, s, header, new_chain: None)
+    bob, message = _forged_two_chain_skip(RatchetLimits(max_skip=10))
+    assert bob.ratchet_decrypt(message) == b"n8"
 
 
 def test_max_skip_is_enforced_without_state_change():

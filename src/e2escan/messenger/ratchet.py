@@ -17,7 +17,9 @@ Choices the specification leaves open:
   Header encryption uses a random 24-byte nonce, since header keys are reused
   across a chain.
 * Limits (:class:`RatchetLimits`): at most ``max_skip`` = 25,000 message keys
-  skipped by one message (libsignal's MAX_FORWARD_JUMPS), at most 2,000 stored
+  skipped by one message in all, the rest of the old receiving chain and the
+  start of the new one together (libsignal's MAX_FORWARD_JUMPS; checked from
+  the header before any key is derived, so a forged header costs one check), at most 2,000 stored
   skipped keys per receiving chain (libsignal's MAX_MESSAGE_KEYS) with
   oldest-first eviction, and at most 5 old receiving chains remembered
   (libsignal's MAX_RECEIVER_CHAINS); the oldest chain is forgotten first. The
@@ -245,6 +247,7 @@ class Session:
                 f"ratchet message {header.n} of chain {header.dh.hex()[:16]} was already decrypted "
                 "(or its skipped key was evicted)"
             )
+        self._check_skip_total(s, header, new_chain=header.dh != s.DHr)
         draft = copy.copy(s)
         pending: list[tuple[bytes, int, bytes]] = []
         retired = None
@@ -285,10 +288,12 @@ class Session:
         if header is not None:
             if header.n < draft.Nr:
                 raise ReplayError(f"ratchet message {header.n} of the current chain was already decrypted")
+            self._check_skip_total(draft, header, new_chain=False)
         else:
             header = self._try_header(draft.NHKr, message.header) if draft.NHKr is not None else None
             if header is None:
                 raise AuthenticationError("ratchet message: header does not decrypt under any header key (tampered?)")
+            self._check_skip_total(draft, header, new_chain=True)
             if draft.HKr is not None:
                 retired = draft.HKr
             self._skip_message_keys(draft, header.pn, pending, draft.HKr)
@@ -306,6 +311,22 @@ class Session:
             return Header.decode(aead_decrypt(hk, sealed, HEADER_AD, "ratchet header"))
         except (AuthenticationError, DecodeError):
             return None
+
+    def _check_skip_total(self, s: _State, header: Header, *, new_chain: bool) -> None:
+        """Refuse a header whose message would make the receiver derive more than ``max_skip`` skipped keys.
+
+        With a new ratchet key the receiver skips the rest of its current chain
+        (up to ``header.pn``) and then ``header.n`` keys of the new one; the
+        bound applies to the sum, so a forged header costs at most
+        ``max_skip`` chain steps, not twice that.
+        """
+        old = max(0, header.pn - s.Nr) if new_chain and s.CKr is not None else 0
+        new = header.n if new_chain else header.n - s.Nr
+        if old + new > self.limits.max_skip:
+            raise TooManySkippedError(
+                f"ratchet message number {header.n} (previous chain length {header.pn}) would skip {old + new} "
+                f"message keys in all; at most {self.limits.max_skip} (MAX_SKIP) are allowed"
+            )
 
     def _skip_message_keys(self, s: _State, until: int, pending: list, chain: bytes | None) -> None:
         if s.Nr + self.limits.max_skip < until:
