@@ -28,6 +28,24 @@ Scanner = Callable[[bytes], bytes | None]
 
 MAX_ARCHIVED_SESSIONS = 5
 PREKEY_REFILL_BELOW = 5
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPrekeyPolicy:
+    """When a device replaces its signed prekey, and how long it keeps the old one for in-flight first messages.
+
+    Signal's guidance (X3DH 4.6) is periodic replacement, e.g. weekly or
+    monthly, with the old private key kept "for some period of time". The
+    defaults: every 7 days, the old key held 2 more days.
+    """
+
+    period_s: float = 7 * DAY_S
+    grace_s: float = 2 * DAY_S
+
+    def __post_init__(self) -> None:
+        if not self.period_s > 0 or self.grace_s < 0:
+            raise ValueError(f"SignedPrekeyPolicy: period_s must be > 0 and grace_s >= 0, got {self.period_s}, {self.grace_s}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +86,13 @@ class Device:
     header_encryption: bool = False
     limits: RatchetLimits = field(default_factory=RatchetLimits)
     scanner: Scanner | None = None
+    spk_policy: SignedPrekeyPolicy = field(default_factory=SignedPrekeyPolicy)
     sessions: dict[str, list[_PeerSession]] = field(default_factory=dict, repr=False)
+    #: Trust on first use, both ways: each peer name has one identity key and each identity key one name.
     known_identities: dict[str, bytes] = field(default_factory=dict, repr=False)
+    names_by_identity: dict[bytes, str] = field(default_factory=dict, repr=False)
+    #: ``(IK_A, EK_A)`` of every first message accepted, per signed prekey still held: a repeat is a replay.
+    seen_initiations: dict[int, set[tuple[bytes, bytes]]] = field(default_factory=dict, repr=False)
     rejected: list[Rejected] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -82,11 +105,13 @@ class Device:
         header_encryption: bool = False,
         limits: RatchetLimits | None = None,
         scanner: Scanner | None = None,
+        spk_policy: SignedPrekeyPolicy | None = None,
     ) -> Device:
         """Generate keys and publish the prekey bundle to ``relay``."""
-        identity = Identity.generate(one_time_prekeys)
+        identity = Identity.generate(one_time_prekeys, now=float(relay.clock()))
         relay.register(device_id, create_bundle(identity).encode())
-        return cls(device_id, relay, identity, header_encryption, limits or RatchetLimits(), scanner)
+        return cls(device_id, relay, identity, header_encryption, limits or RatchetLimits(), scanner,
+                   spk_policy or SignedPrekeyPolicy())
 
     # -- sending -----------------------------------------------------------------
 
@@ -138,7 +163,7 @@ class Device:
             result.sk, bundle.spk, result.ad, shared_hka=hka, shared_nhkb=nhkb, limits=self.limits
         )
         peer = _PeerSession(session, ek.public, (self.identity.identity.public, ek.public, bundle.spk_id, opk_id))
-        self.known_identities[recipient] = bundle.identity
+        self._pin(recipient, bundle.identity)
         self._store(recipient, peer)
         return peer
 
@@ -162,7 +187,24 @@ class Device:
             self.relay.ack(self.device_id, delivery.message_id)
         if self.relay.prekey_count(self.device_id) < PREKEY_REFILL_BELOW:
             self.relay.upload_prekeys(self.device_id, self.identity.new_one_time_prekeys(20))
+        self.maintain_signed_prekey()
         return out
+
+    def maintain_signed_prekey(self, now: float | None = None) -> bool:
+        """Rotate the signed prekey when its period is over and drop old ones past their grace time.
+
+        Called at the end of every :meth:`receive` (the simulator's devices
+        receive at the end of each simulated day). Returns whether it rotated.
+        """
+        now = float(self.relay.clock()) if now is None else now
+        for spk_id in self.identity.expire_signed_prekeys(now):
+            self.seen_initiations.pop(spk_id, None)  # first messages under it are refused anyway now
+        if now - self.identity.spk_created_at < self.spk_policy.period_s:
+            return False
+        self.identity.rotate_signed_prekey(now, self.spk_policy.grace_s)
+        ident = self.identity
+        self.relay.update_signed_prekey(self.device_id, ident.spk_id, ident.spk.public, ident.spk_signature)
+        return True
 
     def open_envelope(self, sender: str, envelope: bytes) -> tuple[bytes, bytes | None]:
         """Decrypt one envelope from ``sender``: (body, attachment bytes or None)."""
@@ -181,21 +223,32 @@ class Device:
 
     def _open_prekey_message(self, sender: str, pm: PrekeyMessage) -> bytes:
         self._check_identity(sender, pm.identity)
-        for peer in self.sessions.get(sender, ()):
+        # Sessions are found by the identity key in the message, not by the name the relay shows.
+        for peer in self.sessions.get(self.names_by_identity.get(pm.identity, ""), ()):
             if ct_equal(peer.ephemeral, pm.ephemeral):
                 plaintext = peer.session.ratchet_decrypt(pm.message)
                 peer.prekey_header = None
                 return plaintext
+        seen = self.seen_initiations.setdefault(pm.spk_id, set())
+        if (pm.identity, pm.ephemeral) in seen:
+            raise ReplayError(
+                f"first message from {sender!r} replays an X3DH initiation (IK_A, EK_A) already accepted under "
+                f"signed prekey {pm.spk_id}"
+            )
+        now = float(self.relay.clock())
+        spk = self.identity.signed_prekey(pm.spk_id, now)
         header_encryption = pm.message.header_encrypted
-        result = x3dh_respond(self.identity, pm.identity, pm.ephemeral, pm.spk_id, pm.opk_id, header_encryption)
+        result = x3dh_respond(self.identity, pm.identity, pm.ephemeral, pm.spk_id, pm.opk_id, header_encryption, now)
+        assert spk is not None  # x3dh_respond refused an unknown signed prekey
         hka, nhkb = result.header_keys or (None, None)
         session = Session.ratchet_init_bob(
-            result.sk, self.identity.spk, result.ad, shared_hka=hka, shared_nhkb=nhkb, limits=self.limits
+            result.sk, spk, result.ad, shared_hka=hka, shared_nhkb=nhkb, limits=self.limits
         )
         plaintext = session.ratchet_decrypt(pm.message)  # raises before anything is stored
         if pm.opk_id is not None:
             del self.identity.one_time_prekeys[pm.opk_id]  # X3DH 3.4: delete the one-time prekey
-        self.known_identities[sender] = pm.identity
+        seen.add((pm.identity, pm.ephemeral))
+        self._pin(sender, pm.identity)
         self._store(sender, _PeerSession(session, pm.ephemeral))
         return plaintext
 
@@ -232,6 +285,15 @@ class Device:
         known = self.known_identities.get(peer)
         if known is not None and not ct_equal(known, identity):
             raise AuthenticationError(f"identity key of {peer!r} changed since first contact (trust on first use)")
+        owner = self.names_by_identity.get(identity)
+        if owner is not None and owner != peer:
+            raise AuthenticationError(
+                f"the relay shows {peer!r} as the sender, but this identity key belongs to {owner!r} (relabelled message)"
+            )
+
+    def _pin(self, peer: str, identity: bytes) -> None:
+        self.known_identities[peer] = identity
+        self.names_by_identity[identity] = peer
 
     def session_with(self, peer: str) -> Session:
         record = self._active(peer)

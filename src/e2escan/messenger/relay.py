@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS view (
 EVENT_KINDS = (
     "register",  # a device published its bundle (data: the bundle)
     "prekeys",  # a device uploaded more one-time prekeys (data: the keys)
+    "spk",  # a device replaced its signed prekey (data: spk_id u32 || spk || signature)
     "bundle",  # someone fetched a device's bundle (sender: who asked; data: the bundle handed out)
     "blob_upload",  # data: the encrypted blob (stored once, in the blob store; ref: its row)
     "blob_download",  # ref: none; data: blob id
@@ -196,6 +197,18 @@ class Relay:
             )
             self._store_prekeys(device_id, parsed.one_time_prekeys)
             self._log("register", device_id, None, bundle)
+
+    def update_signed_prekey(self, device_id: str, spk_id: int, spk: bytes, signature: bytes) -> None:
+        """Replace a device's signed prekey in the bundle it hands out (its identity key stays)."""
+        if len(spk) != 32 or len(signature) != 64:
+            raise DecodeError(f"signed prekey: expected a 32-byte key and a 64-byte signature, got {len(spk)} and {len(signature)}")
+        with self._transaction():
+            self._require_device(device_id)
+            self._db.execute(
+                "UPDATE devices SET spk_id = ?, spk = ?, spk_signature = ? WHERE id = ?",
+                (int(spk_id), bytes(spk), bytes(signature), device_id),
+            )
+            self._log("spk", device_id, None, int(spk_id).to_bytes(4, "big") + bytes(spk) + bytes(signature))
 
     def upload_prekeys(self, device_id: str, prekeys: tuple[OneTimePrekey, ...]) -> None:
         with self._transaction():

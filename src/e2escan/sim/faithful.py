@@ -29,6 +29,7 @@ from ..errors import ScenarioError
 from ..hashing import HashArray, PerceptualHash, get_hasher
 from ..images import synthetic_image
 from ..messenger import Device, Relay
+from ..messenger.device import SignedPrekeyPolicy
 from ..protocols.events import MatchRecorder
 from ..protocols.ideal import VoucherTruth
 from ..protocols.tpsi_ad import seeded_coin
@@ -242,8 +243,11 @@ def run_faithful(
     for sc in scanners:
         if hasattr(sc.client, "coin_source"):
             sc.client.coin_source = seeded_coin(streams["protocol"], getattr(params, "dedup", "hash") == "hash")
+    spk_policy = SignedPrekeyPolicy(scenario.messenger.spk_rotation_days * 86_400.0,
+                                    scenario.messenger.spk_grace_days * 86_400.0)
     devices = [
-        Device.register(pop.ids[i], relay, header_encryption=scenario.messenger.header_encryption, scanner=scanners[i])
+        Device.register(pop.ids[i], relay, header_encryption=scenario.messenger.header_encryption, scanner=scanners[i],
+                        spk_policy=spk_policy)
         for i in range(len(pop))
     ]
     review = ReviewQueue(scenario.review, streams["review"])

@@ -104,6 +104,10 @@ class Review:
 @dataclass(frozen=True)
 class MessengerConfig:
     header_encryption: bool = option(False, doc="Double Ratchet header encryption")
+    spk_rotation_days: float = option(7.0, doc="days between a device's signed-prekey rotations", range=(0.01, None))
+    spk_grace_days: float = option(
+        2.0, doc="days a device keeps its previous signed prekey for first messages in flight", range=(0.0, None)
+    )
 
 
 @dataclass(frozen=True)
