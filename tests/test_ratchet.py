@@ -5,7 +5,12 @@ from hypothesis import given, settings, target
 from hypothesis import strategies as st
 
 from e2escan.crypto import X25519KeyPair, aead_open, random_bytes
-from e2escan.errors import AuthenticationError, E2escanError, ReplayError, TooManySkippedError
+from e2escan.errors import (
+    AuthenticationError,
+    E2escanError,
+    ReplayError,
+    TooManySkippedError,
+)
 from e2escan.messenger import RatchetLimits, Session
 from e2escan.messenger.ratchet import ZERO_NONCE, kdf_ck
 from e2escan.messenger.wire import RatchetMessage

@@ -12,9 +12,8 @@ import pytest
 
 from e2escan.crypto import Ed25519KeyPair
 from e2escan.errors import AuthenticationError, E2escanError, ReplayError
-from e2escan.messenger import Device, Relay
+from e2escan.messenger import Device, Relay, x3dh
 from e2escan.messenger import device as device_module
-from e2escan.messenger import x3dh
 from e2escan.messenger.device import DAY_S, SignedPrekeyPolicy
 from e2escan.messenger.wire import PrekeyBundle
 from e2escan.messenger.x3dh import Identity, create_bundle, x3dh_initiate, x3dh_respond

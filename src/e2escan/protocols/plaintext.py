@@ -16,7 +16,6 @@ import numpy as np
 from ..crypto.codec import FieldSpec, Schema, read_u32, u32
 from ..errors import ProtocolError, VoucherError
 from ..hashing import HashArray, PerceptualHash
-from .ideal import Fresh, IdealFunctionality, VoucherTruth
 from .base import (
     LeakageProfile,
     PerVoucherMatchServer,
@@ -32,6 +31,7 @@ from .base import (
     unique_rows,
     voucher_digest,
 )
+from .ideal import Fresh, IdealFunctionality, VoucherTruth
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,12 @@ from .base import (
     voucher_digest,
 )
 from .blinded_table import BlindedTable, ServerTableState, build_blinded_table
-from .ideal import IdealFunctionality, fresh_fields, random_bytes_field, random_points_field
+from .ideal import (
+    IdealFunctionality,
+    fresh_fields,
+    random_bytes_field,
+    random_points_field,
+)
 from .sealing import (
     KEY_BYTES,
     ONCE_OVERHEAD,
@@ -187,14 +192,16 @@ class PsiExactServer(PerVoucherMatchServer):
 
     def ingest(self, account: str, voucher: bytes) -> Mapping[str, object]:
         check_account(account)
-        digest = voucher_digest(voucher, NAME)
-        if digest in self._seen:
-            raise VoucherReplayError(f"{NAME} voucher: this exact voucher was ingested before (replay)")
+        voucher_digest(voucher, NAME)  # type check
+        # Keyed on the blinded point Q (fresh per voucher), so reordered ciphertexts do not make a new voucher.
+        q = self._schema.decode(voucher)["Q"]
+        if q in self._seen:
+            raise VoucherReplayError(f"{NAME} voucher: its point Q was ingested before (a replay, possibly reordered)")
         payload = self._process(voucher)
         records = self._records.setdefault(account, [])
         record = frozen_record(index=len(records), length=len(voucher), is_match=payload is not None, payload=payload)
         records.append(record)
-        self._seen.add(digest)
+        self._seen.add(q)
         return record
 
 

@@ -89,7 +89,13 @@ from .base import (
     voucher_digest,
 )
 from .blinded_table import BlindedTable, ServerTableState, build_blinded_table
-from .ideal import Draw, IdealFunctionality, fresh_fields, random_bytes_field, random_points_field
+from .ideal import (
+    Draw,
+    IdealFunctionality,
+    fresh_fields,
+    random_bytes_field,
+    random_points_field,
+)
 from .sealing import (
     KEY_BYTES,
     ONCE_OVERHEAD,
@@ -456,6 +462,25 @@ class TpsiAdServer(MatchServer):
         self.database_size = len(state.cuckoo)
 
     # -- ingest --------------------------------------------------------------------
+    def _points(self, voucher: bytes) -> list[bytes]:
+        """The voucher's points ``Q``; a replay is any voucher that repeats one (in any pair order, any account).
+
+        Every ``Q`` is a fresh uniformly random point (a real pair's ``beta * H(y) + gamma * G``, a synthetic
+        opener's ``gamma * G``, a dummy's random point), so an honest device repeats one with probability
+        about 2^-252. Keying on the points rather than the voucher's bytes refuses a voucher whose pairs were
+        reordered, which would otherwise open again and count again.
+        """
+        qs = self._schema.decode(voucher)["Q"]
+        points = [qs[32 * j : 32 * j + 32] for j in range(len(qs) // 32)]
+        if len(set(points)) != len(points):
+            raise VoucherError(f"{self.params.PROTOCOL} voucher field 'Q': the same point appears twice")
+        if any(q in self._seen for q in points):
+            raise VoucherReplayError(
+                f"{self.params.PROTOCOL} voucher: a point Q of this voucher was ingested before (a replay, "
+                "possibly with its pairs reordered)"
+            )
+        return points
+
     def _open(self, voucher: bytes) -> tuple[int, _Inner | None]:
         p = self.params
         d = self._schema.decode(voucher)
@@ -514,9 +539,8 @@ class TpsiAdServer(MatchServer):
     def ingest(self, account: str, voucher: bytes) -> Mapping[str, object]:
         """S-Process for one voucher; a malformed, foreign or replayed voucher changes nothing."""
         check_account(account)
-        digest = voucher_digest(voucher, self.params.PROTOCOL)
-        if digest in self._seen:
-            raise VoucherReplayError(f"{self.params.PROTOCOL} voucher: this exact voucher was ingested before (replay)")
+        voucher_digest(voucher, self.params.PROTOCOL)  # type check
+        points = self._points(bytes(voucher))
         opened_pairs, inner = self._open(bytes(voucher))
         # Everything is validated; only now is state changed.
         acc = self._accounts.setdefault(account, _Account())
@@ -535,7 +559,7 @@ class TpsiAdServer(MatchServer):
                     acc.detector = GenuineDetector(self.params.threshold - 2, self.params.dhf_width())
                 acc.detector.add(inner.x, inner.dhf)  # same order as acc.rows
             acc.rows[inner.x] = (inner.y, inner.dhf)
-        self._seen.add(digest)
+        self._seen.update(points)
         return self._export(acc.records[-1])
 
     # -- threshold -----------------------------------------------------------------
