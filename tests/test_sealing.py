@@ -101,3 +101,17 @@ def test_the_linkage_check_catches_a_key_only_commitment(monkeypatch: pytest.Mon
     key = os.urandom(KEY_BYTES)
     sealed = [sealing.seal(key, b"same payload", b"ctx") for _ in range(5)]
     assert all(_shared_windows(sealed[0], s) >= 1 for s in sealed[1:])
+
+
+def test_the_commitment_checks_catch_a_commitment_that_ignores_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Broken on purpose: a commitment that does not depend on the key no longer tells keys apart.
+
+    With it, a wrong key is caught only by Poly1305, which is not committing: the check that a wrong key
+    fails *at the commitment* (the property a device-chosen ciphertext needs) must fail.
+    """
+    real = sealing._split
+    monkeypatch.setattr(sealing, "_split", lambda key, nonce: (real(key, nonce)[0], bytes(32)))
+    key, other = os.urandom(KEY_BYTES), os.urandom(KEY_BYTES)
+    with pytest.raises(AuthenticationError) as info:
+        open_sealed(other, seal(key, b"payload", b""), b"")
+    assert "commitment" not in str(info.value)

@@ -13,10 +13,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="send a short E2EE conversation and show what the server saw")
     p.add_argument("--relay-db", metavar="PATH", help="persist the relay in this SQLite file (default: in memory)")
     p.add_argument("--seed", type=int, default=0, help="seed of the demo images (default 0)")
+    p.add_argument("--adversarial-relay", action="store_true",
+                   help="instead, play each attack a malicious relay can try (replay, replay under another name, "
+                   "reordering, dropping, a bundle without a one-time prekey, a reordered voucher, an invalid "
+                   "table cell) and show what the devices did; exits 1 if any guarantee failed")
     p.set_defaults(func=run)
 
 
+def run_adversarial() -> int:
+    from ..messenger.adversarial import run_adversarial_relay
+
+    outcomes = run_adversarial_relay()
+    rows = [(o.attack, o.relay_did, o.devices_did, "held" if o.held else "FAILED") for o in outcomes]
+    print(format_table(rows, ["attack", "what the relay did", "what the devices did", "guarantee"],
+                       "A malicious relay against the devices"))
+    print()
+    print("The relay can always refuse service and sees all metadata; it cannot make a device accept a message "
+          "twice or under another name, nor read anything.")
+    return 0 if all(o.held for o in outcomes) else 1
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.adversarial_relay:
+        return run_adversarial()
     result = run_demo(args.relay_db, args.seed)
     rows = []
     for name, messages in result.received.items():

@@ -27,6 +27,16 @@ Choices the specification leaves open:
 
 A failed decryption changes nothing (specification 3.5): every step works on a
 draft of the state and the draft is committed only after the AEAD verified.
+
+**Deleting keys.** The specification asks that used message keys and old
+chain keys be deleted. Python cannot wipe memory: ``bytes`` are immutable and
+may be copied by the interpreter, so this module deletes a key by dropping
+every reference to it and leaves the memory to the allocator. The simulator
+treats a key as erased once no object of the session refers to it; the
+forward-secrecy tests search a captured session for every 32-byte value it
+still holds and try each as a message or chain key against earlier messages.
+A real client would hold keys in memory it can overwrite (libsodium's
+``sodium_memzero``, locked buffers).
 """
 
 from __future__ import annotations
