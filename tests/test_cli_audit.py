@@ -28,7 +28,7 @@ def _digest(folder: Path) -> str:
 
 def test_audit_writes_table_csv_figure_and_manifest(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "audit"
-    assert main(["audit", "psi-exact", *FAST, "--alpha", "0.002", "--permutations", "4999", "--out", str(out)]) == 0
+    assert main(["audit", "psi-exact", *FAST, "--alpha", "0.001", "--permutations", "4999", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Leakage audit" in printed and "psi-exact" in printed
     rows = list(csv.DictReader((out / "audit.csv").open()))
@@ -59,7 +59,7 @@ def test_a_leak_exits_non_zero_naming_the_distinguisher_and_the_field(monkeypatc
         (["audit", "tpsi-ad", "--vouchers", "300"], "vouchers"),
         (["audit", "tpsi-ad", *FAST, "--set", "thresold=3"], "unknown key"),
         (["audit", "tpsi-ad", *FAST, "--synthetic-probability", "1.5"], "--synthetic-probability"),
-        (["audit", "tpsi-ad", "--vouchers", "1000", "--min-share", "0.25", "--permutations", "199"], "use at least 999"),
+        (["audit", "tpsi-ad", "--vouchers", "1000", "--min-share", "0.25", "--permutations", "99"], "use at least 199"),
     ],
 )
 def test_bad_input_is_one_line(argv, message, capsys) -> None:

@@ -273,3 +273,22 @@ def test_collision_attack_in_a_scenario_flags_targets_through_crafted_forwards()
         if r.oracle_match:
             assert r.sender in run.flags
     assert c["targets_flagged"]["count"] == len({r.sender for r in crafted} & set(run.flags))
+
+
+def test_pooled_header_and_days_to_detection_over_replicates(tmp_path):
+    """The header shows accounts per replicate; days to detection is the mean over every detected offender."""
+    from e2escan.sim.runner import aggregate
+    from e2escan.sim.summary import format_summary
+
+    data = json.loads(json.dumps(TINY))
+    data["replicates"] = 2
+    s = Scenario.from_dict(data)
+    summary = run_scenario(s, tmp_path / "r", protocol=sim_fakes, cache_dir=None)
+    per_rep = [json.loads((tmp_path / "r" / "runs" / f"rep-00{i}" / "summary.json").read_text()) for i in range(2)]
+    accounts = per_rep[0]["metrics"]["accounts"]["accounts"]
+    assert f"{accounts:,} accounts" in format_summary(summary).splitlines()[0]
+    # Two made-up replicates: 1 detection after 10 days, 3 detections after 2 days each -> (10 + 6) / 4 = 4.
+    fake = [json.loads(json.dumps(per_rep[0])), json.loads(json.dumps(per_rep[1]))]
+    for rep, (mean, n) in zip(fake, ((10.0, 1), (2.0, 3))):
+        rep["metrics"]["accounts"].update(days_to_detection_mean=mean, days_to_detection_n=n)
+    assert aggregate(s, fake)["metrics"]["accounts"]["days_to_detection_mean"] == 4.0  # the unweighted mean was 6

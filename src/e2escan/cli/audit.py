@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a protocol parameter (integer, float, or text), e.g. --set threshold=6")
     p.add_argument("--seed", type=int, default=0, help="seed of the traffic plan and the ideal world (default 0)")
-    p.add_argument("--alpha", type=float, default=0.01, help="family-wise level of the whole audit (default 0.01)")
+    p.add_argument("--alpha", type=float, default=0.01, help="level of the whole audit: max-T adjusted over every family and feature (default 0.01)")
     p.add_argument("--min-share", type=float, default=0.05, metavar="PHI",
                    help="smallest share of accounts a leak must touch to be found with power 0.9 (default 0.05)")
     p.add_argument("--permutations", type=int, default=1999, help="sign-flip permutations per family (default 1999)")
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     for p in probabilities:
         if not 0 <= p < 1:
             raise ConfigError(f"--synthetic-probability {p}: must lie in [0, 1)")
-    check_permutations(args.permutations, args.alpha, 5)
+    check_permutations(args.permutations, args.alpha)
     overrides = _parse_set(args.set)
     check_power(args.vouchers, alpha=args.alpha, min_share=args.min_share)
     for proto in protocols:  # parameters are checked for every protocol before anything runs

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics.leakage import estimate
+from ..metrics.leakage import estimate, max_feature_test
 from ..metrics.rates import proportion
 from ..protocols.events import MatchEvent, RevealEvent, decode_event
 from .faithful import FaithfulRun
@@ -101,6 +101,7 @@ def compute_metrics(run: FaithfulRun) -> dict[str, Any]:
         "offenders_sending_known": int((offender & (first_known_day >= 0)).sum()),
         "days_to_detection_mean": float(np.mean(ttd)) if ttd else None,
         "days_to_detection_median": float(np.median(ttd)) if ttd else None,
+        "days_to_detection_n": len(ttd),
         "mean_images_per_account": float(images_per_account.mean()),
         "max_matches_innocent_account": int(matches_per_account[innocent].max(initial=0)),
     }
@@ -119,6 +120,7 @@ def compute_metrics(run: FaithfulRun) -> dict[str, Any]:
         "review": review,
         "attacks": attack_metrics(run),
         "leakage": leakage_metrics(run, flagged),
+        "leakage_test": leakage_test(run, flagged),
         "leakage_audit": audit_battery(run),
         "threshold": run.threshold,
         "database_size": run.database_size,
@@ -180,6 +182,21 @@ def _account_rows(run, images_per_account, known, sender, matches, flagged, conf
     return rows
 
 
+def leakage_test(run: FaithfulRun, flagged: np.ndarray) -> dict | None:
+    """The headline: one max-over-features permutation test on the accounts the server did not flag.
+
+    See :class:`~e2escan.metrics.leakage.MaxFeatureTest`: 999 permutations,
+    the best of the features paid for, the advantage estimated on held-out
+    folds. ``None`` when the scope has no offender or no innocent account.
+    """
+    feats = server_features(run)
+    label = run.population.offender[~flagged]
+    if label.all() or not label.any():
+        return None
+    columns = {name: values[~flagged] for name, values in feats.items()}
+    return max_feature_test(columns, label, run.leakage_rng, "accounts not flagged").as_dict()
+
+
 def leakage_metrics(run: FaithfulRun, flagged: np.ndarray) -> list[dict]:
     """Account-level leakage about offender status, from the ServerView only.
 
@@ -219,7 +236,7 @@ def audit_battery(run: FaithfulRun, permutations: int = 999) -> list[dict]:
     per family (see :mod:`e2escan.audit.distinguishers`); an empty list when
     the protocol declares no ideal functionality.
     """
-    from ..audit.distinguishers import EXTRACTORS, family_test
+    from ..audit.distinguishers import EXTRACTORS, family_test, joint_null_max
     from ..audit.worlds import build_ideal_world, read_real_world
     from ..errors import ProtocolError
 
@@ -234,12 +251,13 @@ def audit_battery(run: FaithfulRun, permutations: int = 999) -> list[dict]:
         return []
     worlds = build_ideal_world(proto, params, ideal, accounts, run.voucher_truths, read_real_world(run.relay, accounts),
                                run.leakage_rng)
-    rows = []
-    for family in RUN_FAMILIES:
-        result = family_test(EXTRACTORS[family](worlds), run.leakage_rng, alpha=0.01 / len(RUN_FAMILIES),
-                             permutations=permutations, bootstrap=100)
-        rows.append({"scope": "accounts not opened", **result.as_row()})
-    return rows
+    tables = [EXTRACTORS[family](worlds) for family in RUN_FAMILIES]
+    null_max = joint_null_max(tables, run.leakage_rng, permutations)
+    return [
+        {"scope": "accounts not opened",
+         **family_test(t, run.leakage_rng, alpha=0.01, null_max=null_max, bootstrap=100).as_row()}
+        for t in tables
+    ]
 
 
 def deterministic_view(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -205,7 +205,12 @@ def aggregate(scenario: Scenario, summaries: list[dict[str, Any]]) -> dict[str, 
             "innocent_falsely_confirmed": pooled("accounts", "innocent_falsely_confirmed"),
             "offenders_flagged": pooled("accounts", "offenders_flagged"),
             "offenders_detected": pooled("accounts", "offenders_detected"),
-            "days_to_detection_mean": _mean([s["metrics"]["accounts"]["days_to_detection_mean"] for s in summaries]),
+            # Weighted by the detections behind each replicate's mean: the mean over every detected offender.
+            "days_to_detection_mean": _weighted_mean(
+                [(s["metrics"]["accounts"]["days_to_detection_mean"], s["metrics"]["accounts"].get("days_to_detection_n", 1))
+                 for s in summaries]),
+            "days_to_detection_n": sum(s["metrics"]["accounts"].get("days_to_detection_n", 0) for s in summaries),
+            "accounts_per_replicate": summaries[0]["metrics"]["accounts"]["accounts"],
             "max_matches_innocent_account": max(s["metrics"]["accounts"]["max_matches_innocent_account"] for s in summaries),
             "mean_images_per_account": _mean([s["metrics"]["accounts"]["mean_images_per_account"] for s in summaries]),
         },
@@ -214,6 +219,7 @@ def aggregate(scenario: Scenario, summaries: list[dict[str, Any]]) -> dict[str, 
         "database_size": m0["database_size"],
         "leakage": _leakage_summary(summaries),
         "leakage_audit": _audit_summary(summaries),
+        "leakage_test": [s["metrics"].get("leakage_test") for s in summaries],
         **({"model": m0["model"]} if "model" in m0 else {}),
         **({"attacks": _attacks_summary(summaries)} if m0.get("attacks") else {}),
     }
@@ -250,6 +256,12 @@ def _attacks_summary(summaries: list[dict[str, Any]]) -> dict[str, Any]:
                 pooled[key] = value
         out[attack] = pooled
     return out
+
+
+def _weighted_mean(pairs: list[tuple[float | None, int]]) -> float | None:
+    pairs = [(x, w) for x, w in pairs if x is not None and w]
+    total = sum(w for _, w in pairs)
+    return sum(x * w for x, w in pairs) / total if total else None
 
 
 def _mean(xs: list) -> float | None:

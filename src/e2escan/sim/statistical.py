@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ScenarioError
-from ..metrics.leakage import estimate
+from ..metrics.leakage import estimate, max_feature_test
 from ..metrics.rates import proportion
 from ..protocols import get_protocol
 from .calibration import Calibration
@@ -205,6 +205,7 @@ def run_statistical(
         "offenders_sending_known": int((first_known >= 0).sum()),
         "days_to_detection_mean": float(ttd.mean()) if ttd.size else None,
         "days_to_detection_median": float(np.median(ttd)) if ttd.size else None,
+        "days_to_detection_n": int(ttd.size),
         "mean_images_per_account": images_total / n,
         "max_matches_innocent_account": int(inn_false_by_account.max(initial=0)),
     }
@@ -221,7 +222,7 @@ def run_statistical(
         "per_image": per_image,
         "accounts": accounts,
         "review": review,
-        "leakage": _leakage(s, prob, lam_img, lam_img_off, streams["leakage"]),
+        **dict(zip(("leakage", "leakage_test"), _leakage(s, prob, lam_img, lam_img_off, streams["leakage"]))),
         "threshold": prob.threshold,
         "database_size": s.content.database_size,
         "model": {
@@ -380,12 +381,13 @@ def _review(s: Scenario, flags_inn_by_day: np.ndarray, off_flag_day: np.ndarray,
     return daily, confirm_day, inn_confirmed, totals
 
 
-def _leakage(s: Scenario, prob: Probabilities, lam: float, lam_off: float, rng: np.random.Generator) -> list[dict]:
+def _leakage(s: Scenario, prob: Probabilities, lam: float, lam_off: float,
+             rng: np.random.Generator) -> tuple[list[dict], dict | None]:
     """Leakage estimates on a stratified sample of never-flagged accounts (features as the server logs them)."""
     k = s.statistical.leakage_sample
     n_off = int(round(s.population.offender_share * s.population.accounts))
     if n_off == 0 or n_off == s.population.accounts:
-        return []
+        return [], None
     k_off, k_inn = min(k, n_off), min(k, s.population.accounts - n_off)
     days = s.days
 
@@ -412,7 +414,10 @@ def _leakage(s: Scenario, prob: Probabilities, lam: float, lam_off: float, rng: 
     if prob.synthetic > 0:
         feats["opened_events"] = "opened"
     out = []
+    columns = {}
     for name, key in feats.items():
         values = np.r_[a[key][keep_a], b[key][keep_b]].astype(float)
+        columns[name] = values
         out.append(estimate(name, "accounts not flagged", values, label, rng, permutations=100).as_dict())
-    return out
+    test = max_feature_test(columns, label, rng, "accounts not flagged").as_dict()
+    return out, test

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ScenarioError
 from ..report import format_table
 
@@ -25,7 +27,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     pi, ac, rv, c = m["per_image"], m["accounts"], m["review"], summary["costs"]
     params = ", ".join(f"{k}={v}" for k, v in summary["protocol_params"].items()) or "defaults"
     head = (f"{summary['scenario']}: protocol {summary['protocol']} ({params}), hasher {summary['hasher']}, "
-            f"{ac['accounts']:,} accounts, seed {summary['seed']}, {summary['replicates']} replicate(s)")
+            f"{ac.get('accounts_per_replicate', ac['accounts']):,} accounts, seed {summary['seed']}, "
+            f"{summary['replicates']} replicate(s)")
     rows = [
         ("images sent", f"{pi['images']:,}", f"{pi['known_images']:,} known, {pi['innocent_images']:,} innocent"),
         ("per-image false-positive rate", _rate(pi["false_positive"]), _ci(pi["false_positive"])),
@@ -51,11 +54,21 @@ def format_summary(summary: dict[str, Any]) -> str:
         p = att["poisoning"]
         rows.append(("poisoning: holders of the target revealed", _rate(p["holders_revealed"]),
                      f"{_ci(p['holders_revealed'])}; {p['poison_entries']} of {p['database_entries']} entries poisoned"))
-    leak = [r for r in m["leakage"] if r["scope"] == "accounts not flagged"]
-    if leak:
-        top = max(leak, key=lambda r: r["advantage"] - r["chance_advantage"])
-        rows.append(("leakage on unflagged accounts", f"{top['advantage']:.3f}",
-                     f"best ServerView feature: {top['feature']} (chance {top['chance_advantage']:.3f}, p={top['p_value']:.2g})"))
+    tests = [t for t in (m.get("leakage_test") or []) if t]
+    if len(tests) == 1:
+        t = tests[0]
+        p = (f"p < {1 / (t['permutations'] + 1) * 1.0001:.2g}" if t["p_value"] <= 1 / (t["permutations"] + 1) + 1e-15
+             else f"p = {t['p_value']:.2g}")
+        rows.append(("leakage on unflagged accounts", f"{t['heldout_advantage']:.3f}",
+                     f"held-out advantage [{t['ci_low']:.2f}, {t['ci_high']:.2f}], {t['positives']} offenders vs "
+                     f"{t['negatives']:,} innocent; any of {t['features']} ServerView features: {p} "
+                     f"(max over features, {t['permutations']} permutations); strongest {t['best_feature']}"))
+    elif tests:
+        small = sum(t["p_value"] <= 0.05 for t in tests)
+        held = float(np.median([t["heldout_advantage"] for t in tests]))
+        rows.append(("leakage on unflagged accounts", f"{held:.3f}",
+                     f"median held-out advantage over {len(tests)} replicates; max-over-features p <= 0.05 in "
+                     f"{small} of them"))
     audit = [r for r in m.get("leakage_audit") or [] if r["features"]]
     if audit:
         top = min(audit, key=lambda r: r["p_value"])
