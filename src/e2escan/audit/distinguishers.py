@@ -42,7 +42,7 @@ correction for its families or features.
 the best threshold rule telling an account's real view from its ideal one
 (the two-sample Kolmogorov-Smirnov distance of the feature between worlds),
 its chance level (mean advantage after random swaps), a 95% bootstrap
-interval over accounts, and the family-wise p-value.
+interval over accounts, and the max-T adjusted p-value.
 
 **Power.** A leak that adds a difference of one sign to a feature for a
 fraction ``phi`` of accounts (and leaves the others as the ideal world has
