@@ -172,3 +172,12 @@ def test_synthetic_vouchers_never_count_toward_the_threshold(ahash_calibration, 
     assert flagged["ci_low"] <= expected <= flagged["ci_high"], (flagged, expected)
     features = {row["feature"] for row in m["leakage"]}
     assert ("opened_events" in features) == (synthetic > 0)
+
+
+def test_fixed_traffic_sends_fixed_counts_in_the_leakage_sample(ahash_calibration):
+    """Under 'fixed' traffic every account sends exactly the same number of messages (the old sample drew Poisson)."""
+    s = scenario(ahash_calibration, 3, 6, 2, engine="statistical", accounts=400)
+    s = s.with_overrides(**{"traffic.distribution": "fixed"})
+    rows = run_statistical(s, protocol=sim_fakes)["metrics"]["leakage"]
+    messages = [r for r in rows if r["feature"] == "messages_sent"]
+    assert messages and messages[0]["advantage"] == 0.0

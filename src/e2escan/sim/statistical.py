@@ -392,7 +392,11 @@ def _leakage(s: Scenario, prob: Probabilities, lam: float, lam_off: float,
     days = s.days
 
     def sample(count: int, rate: float, offender: bool) -> dict[str, np.ndarray]:
-        msgs = rng.poisson(rate / s.traffic.image_share * days if s.traffic.image_share else 0, count)
+        if s.traffic.distribution == "fixed":  # exactly the rounded daily count, as the planner sends
+            per_day = round(s.traffic.messages_per_day * (s.traffic.offender_activity if offender else 1.0))
+            msgs = np.full(count, per_day * days, dtype=np.int64)
+        else:
+            msgs = rng.poisson(rate / s.traffic.image_share * days if s.traffic.image_share else 0, count)
         imgs = rng.binomial(msgs, s.traffic.image_share)
         known = rng.binomial(imgs, s.content.offender_known_share) if offender else np.zeros(count, np.int64)
         matches = rng.binomial(known, prob.recall) + rng.binomial(imgs - known, prob.p_innocent_image)
