@@ -181,3 +181,20 @@ def test_fixed_traffic_sends_fixed_counts_in_the_leakage_sample(ahash_calibratio
     rows = run_statistical(s, protocol=sim_fakes)["metrics"]["leakage"]
     messages = [r for r in rows if r["feature"] == "messages_sent"]
     assert messages and messages[0]["advantage"] == 0.0
+
+
+def test_synthetic_split_has_the_closed_form_moments():
+    """Opened = counted + synthetic: mean M + p (n - M), variance p (1 - p) (n - M) uncapped (one draw per image)."""
+    from e2escan.sim.statistical import synthetic_split
+
+    rng = np.random.default_rng(0)
+    n, m, p, reps = 40, 10, 0.3, 200_000
+    counted, synthetic = synthetic_split(rng, np.full(reps, n), np.full(reps, m), p, capacity=10**6)
+    opened = counted + synthetic
+    assert abs(opened.mean() - (m + p * (n - m))) < 5 * np.sqrt(p * (1 - p) * (n - m) / reps)
+    var, want = opened.var(), p * (1 - p) * (n - m)
+    assert abs(var / want - 1) < 0.02  # sd of a sample variance at 200,000 draws: about 0.3%
+    # The old model (real/synthetic drawn independently) has variance p (1 - p) (n + m): 18.9 against 6.3 here.
+    assert not abs(p * (1 - p) * (n + m) / want - 1) < 0.02
+    counted, synthetic = synthetic_split(rng, np.full(reps, n), np.full(reps, m), p, capacity=3)
+    assert synthetic.max() == 3 and (counted >= m - 3).all() and (counted <= m).all()

@@ -381,6 +381,24 @@ def _review(s: Scenario, flags_inn_by_day: np.ndarray, off_flag_day: np.ndarray,
     return daily, confirm_day, inn_confirmed, totals
 
 
+def synthetic_split(rng: np.random.Generator, images: np.ndarray, matches: np.ndarray, p: float,
+                    capacity: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per account: matches that count toward t (sent real) and synthetic vouchers sent, one draw per image.
+
+    Each image wants a synthetic voucher with probability ``p``; the first
+    ``capacity`` get one, a uniformly random subset of those that want one
+    (hence the hypergeometric split between matching and other images).
+    """
+    want_match = rng.binomial(matches, p)
+    want_other = rng.binomial(images - matches, p)
+    synthetic = np.minimum(want_match + want_other, capacity)
+    syn_match = want_match.copy()
+    capped = synthetic < want_match + want_other
+    if capped.any():
+        syn_match[capped] = rng.hypergeometric(want_match[capped], want_other[capped], synthetic[capped])
+    return matches - syn_match, synthetic
+
+
 def _leakage(s: Scenario, prob: Probabilities, lam: float, lam_off: float,
              rng: np.random.Generator) -> tuple[list[dict], dict | None]:
     """Leakage estimates on a stratified sample of never-flagged accounts (features as the server logs them)."""
@@ -402,10 +420,12 @@ def _leakage(s: Scenario, prob: Probabilities, lam: float, lam_off: float,
         matches = rng.binomial(known, prob.recall) + rng.binomial(imgs - known, prob.p_innocent_image)
         out = {"messages_sent": msgs, "vouchers": imgs, "matches": matches, "counted": matches}
         if prob.synthetic > 0:
-            # Each voucher is synthetic with the protocol's probability (up to the device's capacity);
-            # a synthetic voucher opens like a match, a matching image sent synthetic does not count.
-            synthetic = np.minimum(rng.binomial(imgs, prob.synthetic), prob.synthetic_capacity)
-            out["counted"] = rng.binomial(matches, 1.0 - prob.synthetic)
+            # Each image wants a synthetic voucher with the protocol's probability; the first `capacity` of
+            # them get one (which ones: a random subset, hence the hypergeometric split). A synthetic voucher
+            # opens; a matching image sent synthetic does not count toward t. One draw per image, so a
+            # matching image is either real or synthetic, never both (the opened count's variance is
+            # (n - M) s (1 - s) uncapped; drawing the two independently overstated it by 2 M s (1 - s)).
+            out["counted"], synthetic = synthetic_split(rng, imgs, matches, prob.synthetic, prob.synthetic_capacity)
             out["opened"] = out["counted"] + synthetic
         return out
 
