@@ -198,3 +198,45 @@ def test_synthetic_split_has_the_closed_form_moments():
     assert not abs(p * (1 - p) * (n + m) / want - 1) < 0.02
     counted, synthetic = synthetic_split(rng, np.full(reps, n), np.full(reps, m), p, capacity=3)
     assert synthetic.max() == 3 and (counted >= m - 3).all() and (counted <= m).all()
+
+
+def _review_both_ways(s, innocent_flags, offender_flag_day, resubmit_days):
+    """The same flag schedule through the statistical path's cohort queue and the faithful path's ReviewQueue."""
+    from e2escan.sim.review import Case, ReviewQueue
+    from e2escan.sim.statistical import _review
+
+    daily, _, _, totals = _review(s, np.array(innocent_flags), np.array(offender_flag_day), np.random.default_rng(0))
+    queue = ReviewQueue(s.review, np.random.default_rng(0))
+    accounts = []  # (account id, flag day)
+    for d, n in enumerate(innocent_flags):
+        accounts += [(1000 + len(accounts) + i, d) for i in range(n)]
+    accounts += [(i, int(d)) for i, d in enumerate(offender_flag_day) if d >= 0]
+    faithful = []
+    for d in range(s.days):
+        for acct, flag_day in accounts:
+            if flag_day == d or (flag_day < d and d in resubmit_days):  # later days reveal more images
+                queue.submit(Case(acct, flag_day, (acct * 100 + d,)))
+        queue.work_day(d, set())
+        faithful.append((len(queue.decisions), queue.backlog))
+    statistical = list(zip(np.cumsum([r["reviewed"] for r in daily]).tolist(), [r["backlog"] for r in daily]))
+    return faithful, statistical, totals
+
+
+def test_both_paths_share_one_review_model(ahash_calibration, monkeypatch):
+    """Cases, reviewer hours and backlog agree day by day on one flag schedule, capacity-bound review included."""
+    s = scenario(ahash_calibration, 1, 6, 2).with_overrides(**{"days": 5, "review.capacity_per_day": 4,
+                                                                "review.accuracy": 0.8})
+    schedule = ([3, 0, 5, 2, 1], [0, 2, 2, -1, 4, 1])
+    faithful, statistical, totals = _review_both_ways(s, *schedule, resubmit_days={2, 3, 4})
+    assert faithful == statistical and totals["backlog"] == faithful[-1][1]
+    # Broken on purpose: the old faithful model opened a new case every day an account revealed more images.
+    from e2escan.sim.review import ReviewQueue
+
+    def old_submit(self, case):
+        self.cases[len(self.cases) + 10**6 + case.account * 1000] = case
+        self.pending.append(len(self.cases) + 10**6 - 1 + case.account * 1000)
+        return True
+
+    monkeypatch.setattr(ReviewQueue, "submit", old_submit)
+    faithful_old, statistical, _ = _review_both_ways(s, *schedule, resubmit_days={2, 3, 4})
+    assert faithful_old != statistical
