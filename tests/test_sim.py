@@ -292,3 +292,19 @@ def test_pooled_header_and_days_to_detection_over_replicates(tmp_path):
     for rep, (mean, n) in zip(fake, ((10.0, 1), (2.0, 3))):
         rep["metrics"]["accounts"].update(days_to_detection_mean=mean, days_to_detection_n=n)
     assert aggregate(s, fake)["metrics"]["accounts"]["days_to_detection_mean"] == 4.0  # the unweighted mean was 6
+
+
+def test_compare_tests_match_scipy():
+    """McNemar's exact test (paired, same-seed runs) and Fisher's exact test (independent runs) against scipy."""
+    stats = pytest.importorskip("scipy.stats")
+    from e2escan.sim.summary import _binom_two_sided, _fisher_two_sided
+
+    for k, n in ((0, 0), (0, 10), (3, 10), (10, 10), (7, 25)):
+        want = 1.0 if n == 0 else stats.binomtest(k, n, 0.5).pvalue
+        assert _binom_two_sided(k, n) == pytest.approx(want, rel=1e-9)
+    for k1, n1, k2, n2 in ((15, 20, 5, 20), (0, 380, 3, 380), (2, 3920, 9, 3920), (1, 10, 1, 10)):
+        want = stats.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]]).pvalue
+        assert _fisher_two_sided(k1, n1, k2, n2) == pytest.approx(want, rel=1e-9)
+    # Pairing matters: 8 accounts flagged only under A and none only under B is p = 0.0078 paired,
+    # while the same marginal counts (18/40 against 10/40) give p = 0.10 unpaired.
+    assert _binom_two_sided(0, 8) < 0.01 and _fisher_two_sided(18, 40, 10, 40) > 0.05

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -119,16 +121,89 @@ def load_summary(folder: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def _binom_two_sided(k: int, n: int) -> float:
+    """Exact two-sided binomial test of ``k`` successes in ``n`` at probability 1/2 (McNemar's exact test)."""
+    if n == 0:
+        return 1.0
+    probs = [math.comb(n, i) / 2.0**n for i in range(n + 1)]
+    return min(1.0, sum(q for q in probs if q <= probs[k] * (1 + 1e-9)))
+
+
+def _fisher_two_sided(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Fisher's exact test of two proportions ``k1/n1`` and ``k2/n2`` (sum of tables no more likely than this one)."""
+    k, n = k1 + k2, n1 + n2
+    if n1 == 0 or n2 == 0 or k == 0 or k == n:
+        return 1.0
+    lo, hi = max(0, k - n2), min(k, n1)
+
+    def log_p(x: int) -> float:
+        return (math.lgamma(n1 + 1) - math.lgamma(x + 1) - math.lgamma(n1 - x + 1)
+                + math.lgamma(n2 + 1) - math.lgamma(k - x + 1) - math.lgamma(n2 - k + x + 1)
+                - math.lgamma(n + 1) + math.lgamma(k + 1) + math.lgamma(n - k + 1))
+
+    observed = log_p(k1)
+    return min(1.0, sum(math.exp(log_p(x)) for x in range(lo, hi + 1) if log_p(x) <= observed + 1e-9))
+
+
+def _units(folder: Path, section: str, key: str) -> dict[tuple[int, str], bool] | None:
+    """Per-unit outcomes of a rate metric, keyed by (replicate, account or image uid); None without per-unit rows."""
+    out: dict[tuple[int, str], bool] = {}
+    reps = sorted((folder / "runs").glob("rep-*"))
+    if not reps:
+        return None
+    for rep in reps:
+        r = int(rep.name.split("-")[1])
+        table = rep / ("images.csv" if section == "per_image" else "accounts.csv")
+        if not table.exists():
+            return None
+        with table.open() as fh:
+            for row in csv.DictReader(fh):
+                if section == "per_image":
+                    known = row["kind"] == "known"
+                    match = row["oracle_match"] == "True"
+                    if key == "false_positive" and not known:
+                        out[(r, row["uid"])] = match
+                    elif key == "false_negative" and known:
+                        out[(r, row["uid"])] = not match
+                else:
+                    offender = row["offender"] == "True"
+                    flagged, confirmed = row["flagged_day"] != "", row["confirmed_day"] != ""
+                    wanted = {"innocent_flagged": (not offender, flagged),
+                              "innocent_falsely_confirmed": (not offender, confirmed),
+                              "offenders_flagged": (offender, flagged),
+                              "offenders_detected": (offender, confirmed)}[key]
+                    if wanted[0]:
+                        out[(r, row["account"])] = wanted[1]
+    return out
+
+
 def compare(dir_a: str | Path, dir_b: str | Path, out: str | Path | None = None) -> tuple[str, list[dict]]:
-    """A table of headline metrics side by side, with the difference and whether the CIs overlap."""
+    """A table of headline metrics side by side, with the difference and a stated two-sided test.
+
+    Runs with the same seed share their population and traffic, so their
+    outcomes are paired unit by unit (account or image): those get McNemar's
+    exact test on the discordant units. Otherwise (different seeds, or no
+    per-unit rows) Fisher's exact test on the pooled counts, which treats
+    every unit as independent. "DIFFERENT" means p < 0.05 for that metric
+    alone (no correction over the metrics).
+    """
     a, b = load_summary(dir_a), load_summary(dir_b)
+    paired_runs = a.get("seed") == b.get("seed") and a.get("replicates") == b.get("replicates")
     rows = []
     for section, key in COMPARED:
         ea, eb = a["metrics"][section][key], b["metrics"][section][key]
         overlap = not (ea["ci_high"] < eb["ci_low"] or eb["ci_high"] < ea["ci_low"])
+        ua = _units(Path(dir_a), section, key) if paired_runs else None
+        ub = _units(Path(dir_b), section, key) if paired_runs else None
+        if ua is not None and ub is not None and ua.keys() == ub.keys():
+            only_a = sum(ua[u] and not ub[u] for u in ua)
+            only_b = sum(ub[u] and not ua[u] for u in ua)
+            test, p = f"McNemar, paired ({only_a} vs {only_b} discordant)", _binom_two_sided(only_a, only_a + only_b)
+        else:
+            test, p = "Fisher, independent", _fisher_two_sided(ea["count"], ea["of"], eb["count"], eb["of"])
         rows.append({"metric": f"{section}.{key}", "a": ea["rate"], "a_ci_low": ea["ci_low"], "a_ci_high": ea["ci_high"],
                      "b": eb["rate"], "b_ci_low": eb["ci_low"], "b_ci_high": eb["ci_high"],
-                     "difference": eb["rate"] - ea["rate"], "cis_overlap": overlap})
+                     "difference": eb["rate"] - ea["rate"], "cis_overlap": overlap, "test": test, "p_value": p})
     for section, key in (("review", "reviewer_hours"), ("review", "cases_reviewed")):
         va, vb = a["metrics"][section][key], b["metrics"][section][key]
         rows.append({"metric": f"{section}.{key}", "a": va, "b": vb, "difference": vb - va})
@@ -140,10 +215,14 @@ def compare(dir_a: str | Path, dir_b: str | Path, out: str | Path | None = None)
     def cell(v):
         return "-" if v is None or v == "" else (f"{v:.4g}" if isinstance(v, float) else str(v))
 
+    def verdict(r: dict) -> str:
+        if "p_value" not in r:
+            return ""
+        return f"{'DIFFERENT' if r['p_value'] < 0.05 else 'no evidence'} (p = {r['p_value']:.2g}; {r['test']})"
+
     table = format_table(
-        [(r["metric"], cell(r["a"]), cell(r["b"]), cell(r["difference"]),
-          "" if "cis_overlap" not in r else ("overlap" if r["cis_overlap"] else "DIFFERENT")) for r in rows],
-        ["metric", "A", "B", "B - A", "95% CIs"],
+        [(r["metric"], cell(r["a"]), cell(r["b"]), cell(r["difference"]), verdict(r)) for r in rows],
+        ["metric", "A", "B", "B - A", "two-sided test, 5% per metric"],
         f"A = {dir_a} ({a['scenario']}, {a['protocol']} {a['protocol_params']})\nB = {dir_b} ({b['scenario']}, {b['protocol']} {b['protocol_params']})",
     )
     if out is not None:
@@ -177,4 +256,5 @@ def _compare_figure(rows: list[dict], out: Path, label_a: str, label_b: str) -> 
     out.mkdir(parents=True, exist_ok=True)
     save_figure(fig, out, "compare")
     plt.close(fig)
-    write_csv(out / "compare.csv", rows, fieldnames=["metric", "a", "a_ci_low", "a_ci_high", "b", "b_ci_low", "b_ci_high", "difference", "cis_overlap"])
+    write_csv(out / "compare.csv", rows, fieldnames=["metric", "a", "a_ci_low", "a_ci_high", "b", "b_ci_low", "b_ci_high",
+                                                     "difference", "cis_overlap", "test", "p_value"])
