@@ -308,3 +308,21 @@ def test_compare_tests_match_scipy():
     # Pairing matters: 8 accounts flagged only under A and none only under B is p = 0.0078 paired,
     # while the same marginal counts (18/40 against 10/40) give p = 0.10 unpaired.
     assert _binom_two_sided(0, 8) < 0.01 and _fisher_two_sided(18, 40, 10, 40) > 0.05
+
+
+def test_pooled_intervals_use_the_variance_between_replicates():
+    """Overdispersed replicates (one viral day): the clustered interval covers the replicates' mean, Wilson does not."""
+    from e2escan.metrics.rates import clustered_proportion, proportion
+
+    n = [1_000_000] * 20
+    k = [2] * 19 + [2_000]  # nineteen ordinary days and one viral false match
+    pooled = clustered_proportion(k, n)
+    mean_of_replicates = sum(ki / ni for ki, ni in zip(k, n)) / len(k)
+    assert pooled["ci_low"] <= mean_of_replicates <= pooled["ci_high"]
+    assert pooled["ci_method"].startswith("between-replicate") and pooled["replicate_p50"] == 2e-6
+    wilson = proportion(sum(k), sum(n))
+    assert wilson.low > 2e-6 * 10 or wilson.high < pooled["ci_high"] / 2  # far too narrow for these data
+    one = clustered_proportion([3], [100])
+    assert one["ci_method"].startswith("Wilson, conditional") and one["ci_low"] == proportion(3, 100).low
+    none = clustered_proportion([0, 0], [100, 100])
+    assert none["ci_method"].startswith("Wilson on pooled counts") and none["ci_high"] > 0

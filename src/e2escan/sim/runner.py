@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ScenarioError
-from ..metrics.rates import proportion
+from ..metrics.rates import clustered_proportion, proportion
 from ..results import (
     atomic_write_text,
     provenance,
@@ -182,9 +182,10 @@ def run_scenario(
 def aggregate(scenario: Scenario, summaries: list[dict[str, Any]]) -> dict[str, Any]:
     """Pool counts over replicates (proportions recomputed from pooled counts)."""
     def pooled(section: str, key: str) -> dict:
-        k = sum(s["metrics"][section][key]["count"] for s in summaries)
-        n = sum(s["metrics"][section][key]["of"] for s in summaries)
-        return proportion(k, n).as_dict()
+        # Units of one replicate share its database and viral draws: the interval uses the variance
+        # between replicates (one replicate: Wilson, labelled as conditional on that replicate).
+        return clustered_proportion([s["metrics"][section][key]["count"] for s in summaries],
+                                    [s["metrics"][section][key]["of"] for s in summaries])
 
     def total(section: str, key: str) -> int | float:
         return sum(s["metrics"][section][key] for s in summaries)

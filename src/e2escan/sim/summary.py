@@ -101,7 +101,11 @@ def format_summary(summary: dict[str, Any]) -> str:
             ("bytes per message", f"{c['envelope_bytes_mean']:.0f} B envelope",
              f"+{c['voucher_bytes_per_message']:.0f} B voucher, {c['blob_bytes_mean']:.0f} B per attachment"),
         ]
-    return format_table(rows, ["measure", "value", "detail (95% Wilson CI)"], head)
+    method = pi["false_positive"].get("ci_method", "Wilson")
+    label = ("detail (95% CI, between-replicate variance)" if method.startswith("between")
+             else "detail (95% Wilson CI, conditional on this replicate's database and viral draws)"
+             if summary["replicates"] == 1 else "detail (95% CI)")
+    return format_table(rows, ["measure", "value", label], head)
 
 
 COMPARED = [
@@ -251,7 +255,7 @@ def _compare_figure(rows: list[dict], out: Path, label_a: str, label_b: str) -> 
     ax.set_yticks(y)
     ax.set_yticklabels([r["metric"] for r in rate_rows], fontsize=7)
     ax.set_xscale("symlog", linthresh=1e-3)
-    ax.set_xlabel("rate (95% Wilson CI)")
+    ax.set_xlabel("rate (95% CI; see compare.csv and each summary's ci_method)")
     ax.legend(fontsize=7)
     out.mkdir(parents=True, exist_ok=True)
     save_figure(fig, out, "compare")
