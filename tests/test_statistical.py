@@ -240,3 +240,50 @@ def test_both_paths_share_one_review_model(ahash_calibration, monkeypatch):
     monkeypatch.setattr(ReviewQueue, "submit", old_submit)
     faithful_old, statistical, _ = _review_both_ways(s, *schedule, resubmit_days={2, 3, 4})
     assert faithful_old != statistical
+
+
+def _viral_probabilities(threshold: int, dedup: bool, recall: float, p_fresh: float = 0.0, popular: int = 1):
+    from e2escan.sim.statistical import Probabilities
+
+    share = np.ones(popular) / popular
+    return Probabilities(
+        radius=0, threshold=threshold, p_fresh=p_fresh, p_popular=np.ones(popular, dtype=bool), popular_share=share,
+        recall=recall, p_innocent_image=recall, spec_weight=np.ones(1), spec_recall=np.array([recall]),
+        spec_exact=np.array([True]), dedup=dedup, forward_share=1.0,
+    )
+
+
+def test_viral_forwards_count_once_under_dedup_and_thin_by_transform_recall(ahash_calibration):
+    """One matching viral image forwarded ~5 times by every account: t = 3 is crossed only without dedup."""
+    from e2escan.sim.statistical import _innocent_accounts
+
+    s = scenario(ahash_calibration, 1, 6, 3, engine="statistical", accounts=2000)
+    rng = np.random.default_rng(0)
+    _, counts, cross = _innocent_accounts(s, _viral_probabilities(3, dedup=True, recall=1.0), 2000, 5 / 3, rng, None)
+    assert counts.mean() > 4 and cross.size == 0  # every copy is a matching image, but one hash counts once
+    _, _, cross = _innocent_accounts(s, _viral_probabilities(3, dedup=False, recall=1.0), 2000, 5 / 3, rng, None)
+    assert cross.size > 1000
+    _, counts, _ = _innocent_accounts(s, _viral_probabilities(3, dedup=False, recall=0.0), 2000, 5 / 3, rng, None)
+    assert counts.size == 0  # transformed forwards that leave the radius never match
+
+
+def test_innocent_flag_closed_form_matches_the_simulated_mean(ahash_calibration):
+    """t = 1: the mean over 400 replicates agrees with the closed form (z from the between-replicate SD)."""
+    from e2escan.sim.statistical import _innocent_accounts, innocent_flag_expectation
+
+    s = scenario(ahash_calibration, 1, 6, 1, engine="statistical", accounts=5000)
+    rng = np.random.default_rng(1)
+    base = _viral_probabilities(1, dedup=False, recall=0.5, p_fresh=2e-3, popular=50)
+    want = innocent_flag_expectation(5000, 6 * 0.6 * 3, base)
+    flagged = []
+    for _ in range(400):
+        prob = _viral_probabilities(1, dedup=False, recall=0.5, p_fresh=2e-3, popular=50)
+        prob.p_popular = rng.random(50) < prob.p_fresh  # the per-replicate viral draw
+        prob.forward_share = 0.3
+        _, _, cross = _innocent_accounts(s, prob, 5000, 6 * 0.6, rng, None)
+        flagged.append(cross.size)
+    base.forward_share = 0.3
+    want = innocent_flag_expectation(5000, 6 * 0.6 * 3, base)
+    mean, se = np.mean(flagged), np.std(flagged, ddof=1) / np.sqrt(len(flagged))
+    assert abs(mean - want["expected_innocent_flagged"]) < 4 * se, (mean, se, want)
+    assert want["viral_day_probability"] == pytest.approx(1 - (1 - 2e-3) ** 50)

@@ -8,9 +8,11 @@ model, per replicate:
   after transformation ``s`` matches with ``recall(s, r)``; a fresh innocent
   image with ``p_fp = 1 - (1 - q(r))^D`` (``q``: calibrated collision
   probability of one pair, ``D``: database size); a forward of a popular
-  image matches iff that popular image does (drawn once per replicate with
-  ``p_fp``), so false matches of viral images are correlated across accounts
-  exactly as in the faithful path;
+  image can match only if that popular image does (drawn once per replicate
+  with ``p_fp``), so false matches of viral images are correlated across
+  accounts as in the faithful path, and a forward is sent with a transform of
+  the scenario's mix and still matches with that transform's calibrated
+  recall (forwards are drawn per popular image and transform);
 * messages per account-day are Poisson (or fixed), images are a binomial share
   of them. With Poisson traffic, Poisson thinning makes an innocent account's
   false matches Poisson(lambda * p_img) independent of its other images, so
@@ -24,9 +26,13 @@ model, per replicate:
   synthetic voucher opens like a match and never counts toward the threshold,
   so a matching image counts with probability ``1 - synthetic_probability``.
   Per-image false-positive and false-negative rates are of the hash match, as
-  on the faithful path. Not modelled: ``dedup = "hash"`` (re-sent copies of
-  one image counting once), which matters only for accounts resending the
-  same known image;
+  on the faithful path. With ``dedup = "hash"`` an innocent account's exact
+  copies of one matching popular image count once toward ``t``; transformed
+  copies (hashes of their own) each count, an upper bound. Offenders' resent
+  copies are not deduplicated;
+* ``innocent_flag_expectation`` gives the closed-form expectation over the
+  viral draws of innocent accounts flagged at ``t = 1``, the probability of a
+  viral false match and its conditional impact (``metrics["model"]``);
 * review is a FIFO queue over daily cohorts with the scenario's capacity and
   accuracy. A case is "truly offending" when the account is an offender (in the
   faithful path: when a revealed image is a known image; the two differ only
@@ -44,7 +50,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +120,18 @@ class Probabilities:
     p_innocent_image: float  # an innocent image matches, averaged over fresh/forwarded
     synthetic: float = 0.0  # a voucher is synthetic (threshold protocols): it opens but never counts toward t
     synthetic_capacity: int = 0  # most synthetic vouchers per device
+    #: A forward is sent with transform k of the scenario's mix with probability ``spec_weight[k]`` and then
+    #: still matches (when the popular image does) with probability ``spec_recall[k]``.
+    spec_weight: np.ndarray = field(default_factory=lambda: np.ones(1))
+    spec_recall: np.ndarray = field(default_factory=lambda: np.ones(1))
+    spec_exact: np.ndarray = field(default_factory=lambda: np.ones(1, dtype=bool))  # the untransformed spec
+    dedup: bool = False  # copies of one hash count once toward t (tpsi-ad's dedup = "hash")
+    forward_share: float = 0.0
+
+    @property
+    def p_fresh_image(self) -> float:
+        """An innocent image is fresh (not a forward) and falsely matches."""
+        return (1.0 - self.forward_share) * self.p_fresh
 
 
 def probabilities(
@@ -129,16 +147,22 @@ def probabilities(
             radius, scenario.content.database_size, tail_model=scenario.statistical.tail_model
         )
     weights = np.array([x.weight for x in scenario.content.transforms], dtype=float)
+    weights /= weights.sum()
     recalls = np.array([cal.recall(x.spec, radius) for x in scenario.content.transforms])
-    recall = float((weights * recalls).sum() / weights.sum())
+    exact = np.array([x.spec == "none" for x in scenario.content.transforms], dtype=bool)
+    recall = float((weights * recalls).sum())
     ranks = np.arange(1, t.popular_images + 1, dtype=float)
     share = ranks ** -t.popularity_exponent
     share /= share.sum()
     popular_match = rng.random(t.popular_images) < p_fresh
-    p_img = (1 - t.forward_share) * p_fresh + t.forward_share * float((share * popular_match).sum())
+    # A forward is transformed like any sent image: it matches when its popular image does *and* the
+    # transformed copy stays within the radius (the calibrated recall of that transform).
+    p_img = (1 - t.forward_share) * p_fresh + t.forward_share * float((share * popular_match).sum()) * recall
     synthetic = float(getattr(params, "synthetic_probability", 0.0))
     capacity = int(getattr(params, "synthetic_capacity", 0))
-    return Probabilities(radius, threshold, p_fresh, popular_match, share, recall, p_img, synthetic, capacity)
+    dedup = getattr(params, "dedup", None) == "hash" and threshold > 1
+    return Probabilities(radius, threshold, p_fresh, popular_match, share, recall, p_img, synthetic, capacity,
+                         weights, recalls, exact, dedup, t.forward_share)
 
 
 def run_statistical(
@@ -226,6 +250,7 @@ def run_statistical(
         "threshold": prob.threshold,
         "database_size": s.content.database_size,
         "model": {
+            **(innocent_flag_expectation(n_inn, lam_img * days, prob) if s.traffic.distribution == "poisson" else {}),
             "radius": prob.radius,
             "p_fresh_false_match": prob.p_fresh,
             "p_innocent_image_false_match": prob.p_innocent_image,
@@ -263,17 +288,25 @@ def _innocent_accounts(s: Scenario, prob: Probabilities, n_inn: int, lam: float,
                        progress: Callable[[int], None] | None) -> tuple[int, np.ndarray, np.ndarray]:
     """(total innocent images, false matches per affected account, crossing day per affected account)."""
     days, t = s.days, prob.threshold
+    units = _viral_units(prob)
     if s.traffic.distribution == "poisson":
         total_images = int(rng.poisson(lam * days * n_inn)) if n_inn else 0
-        # Thinning: false matches per account-day are Poisson(lam * p) independently.
-        k = int(rng.poisson(lam * prob.p_innocent_image * days * n_inn)) if n_inn else 0
-        accounts = rng.integers(0, n_inn, size=k)
-        day_of = rng.integers(0, days, size=k)
+        # Thinning: fresh false matches per account-day are Poisson(lam * p_fresh_image), and the matching
+        # forwards of popular image i sent with transform k are Poisson(lam * f * share_i * w_k * r_k), all
+        # independent; each is placed on a uniform account and day (exact for Poisson traffic).
+        k = int(rng.poisson(lam * prob.p_fresh_image * days * n_inn)) if n_inn else 0
+        accounts_l, days_l, unit_l = [rng.integers(0, n_inn, size=k)], [rng.integers(0, days, size=k)], [np.full(k, -1)]
+        for u, rate in units:
+            k = int(rng.poisson(lam * rate * days * n_inn)) if n_inn else 0
+            accounts_l.append(rng.integers(0, n_inn, size=k))
+            days_l.append(rng.integers(0, days, size=k))
+            unit_l.append(np.full(k, u))
+        accounts, day_of, unit = (np.concatenate(x) for x in (accounts_l, days_l, unit_l))
         if progress:
             progress(n_inn)
     else:
         m = int(round(s.traffic.messages_per_day))
-        accounts_l, days_l = [], []
+        accounts_l, days_l, unit_l = [], [], []
         total_images = 0
         chunk = s.statistical.chunk_accounts
         for start in range(0, n_inn, chunk):
@@ -281,20 +314,36 @@ def _innocent_accounts(s: Scenario, prob: Probabilities, n_inn: int, lam: float,
             for d in range(days):
                 imgs = rng.binomial(m, s.traffic.image_share, size)
                 total_images += int(imgs.sum())
-                false = rng.binomial(imgs, prob.p_innocent_image)
-                hit = np.flatnonzero(false)
-                accounts_l.append(np.repeat(start + hit, false[hit]))
-                days_l.append(np.full(int(false[hit].sum()), d))
+                for u, rate in [(-1, prob.p_fresh_image), *units]:
+                    false = rng.binomial(imgs, rate)
+                    hit = np.flatnonzero(false)
+                    accounts_l.append(np.repeat(start + hit, false[hit]))
+                    days_l.append(np.full(int(false[hit].sum()), d))
+                    unit_l.append(np.full(int(false[hit].sum()), u))
             if progress:
                 progress(size)
         accounts = np.concatenate(accounts_l) if accounts_l else np.zeros(0, np.int64)
         day_of = np.concatenate(days_l) if days_l else np.zeros(0, np.int64)
+        unit = np.concatenate(unit_l) if unit_l else np.zeros(0, np.int64)
     if accounts.size == 0:
         return total_images, np.zeros(0, np.int64), np.zeros(0, np.int64)
     order = np.lexsort((day_of, accounts))
-    accounts, day_of = accounts[order], day_of[order]
-    _, start, counts = np.unique(accounts, return_index=True, return_counts=True)
-    genuine_counts = counts
+    accounts, day_of, unit = accounts[order], day_of[order], unit[order]
+    _, start, counts = np.unique(accounts, return_index=True, return_counts=True)  # every matching image
+    if prob.dedup:
+        # dedup = "hash": exact copies of one popular image count once toward t (its first copy, the
+        # earliest); transformed copies have hashes of their own and each counts (an upper bound).
+        exact_units = {u for u, _ in units if u >= 0 and prob.spec_exact[u % prob.spec_exact.size]}
+        if exact_units:
+            exact_rows = np.flatnonzero(np.isin(unit, list(exact_units)))
+            key = accounts[exact_rows].astype(np.int64) * (max(u for u, _ in units) + 1) + unit[exact_rows]
+            # Rows are sorted by (account, day), so the first row of each key is the earliest copy.
+            first_rows = exact_rows[np.unique(key, return_index=True)[1]]
+            keep = np.ones(accounts.size, dtype=bool)
+            keep[exact_rows] = False
+            keep[first_rows] = True
+            accounts, day_of = accounts[keep], day_of[keep]
+    _, start, genuine_counts = np.unique(accounts, return_index=True, return_counts=True)
     if prob.synthetic > 0:
         # A matching image sent as a synthetic voucher opens but never counts toward t.
         genuine = _genuine(rng, accounts.size, prob.synthetic)
@@ -303,6 +352,48 @@ def _innocent_accounts(s: Scenario, prob: Probabilities, n_inn: int, lam: float,
     over = genuine_counts >= t
     cross = day_of[start[over] + t - 1]  # the day of the t-th genuine false match
     return total_images, counts, cross
+
+
+def innocent_flag_expectation(n_inn: int, images_per_account: float, prob: Probabilities) -> dict[str, float | None]:
+    """Closed form, over the viral draws, of innocent accounts flagged at ``t = 1`` (Poisson traffic).
+
+    An innocent account sends Poisson(``images_per_account``) images over the
+    run. It is flagged when it sends at least one genuine (non-synthetic)
+    matching image: a fresh false match (rate ``L_f = m (1 - f) p (1 - s)``) or
+    a matching forward of a popular image ``i`` that matches
+    (``l_i = m f share_i sum_k w_k r_k (1 - s)``); popular image ``i`` matches
+    with probability ``p`` per replicate, independently. So
+
+        E[flagged] = N (1 - exp(-L_f) prod_i (1 - p (1 - exp(-l_i))))
+
+    The viral-day probability is ``1 - (1 - p)^P`` (some popular image
+    matches) and the conditional impact is ``E[flagged | some viral match] -
+    E[flagged | none]``. ``None`` for ``t > 1``, where no closed form is given.
+    """
+    p, s_ = prob.p_fresh, prob.synthetic
+    fresh = images_per_account * prob.p_fresh_image * (1 - s_)
+    lam_i = images_per_account * prob.forward_share * prob.popular_share * float(
+        (prob.spec_weight * prob.spec_recall).sum()) * (1 - s_)
+    viral_day = float(-np.expm1(prob.popular_share.size * np.log1p(-p))) if p < 1 else 1.0
+    if prob.threshold != 1:
+        return {"expected_innocent_flagged": None, "viral_day_probability": viral_day, "viral_day_impact": None}
+    log_none = float(np.log1p(-p * -np.expm1(-lam_i)).sum()) if p < 1 else float(-lam_i.sum())
+    expected = n_inn * float(-np.expm1(-fresh + log_none))
+    quiet = n_inn * float(-np.expm1(-fresh))
+    impact = (expected - (1 - viral_day) * quiet) / viral_day - quiet if viral_day > 0 else 0.0
+    return {"expected_innocent_flagged": expected, "viral_day_probability": viral_day, "viral_day_impact": impact}
+
+
+def _viral_units(prob: Probabilities) -> list[tuple[int, float]]:
+    """``(unit, per-image rate)`` of every (matching popular image, transform) pair: unit = i * K + k."""
+    k_specs = prob.spec_weight.size
+    out = []
+    for i in np.flatnonzero(prob.p_popular):
+        for k in range(k_specs):
+            rate = prob.forward_share * float(prob.popular_share[i]) * float(prob.spec_weight[k]) * float(prob.spec_recall[k])
+            if rate > 0:
+                out.append((int(i) * k_specs + k, rate))
+    return out
 
 
 def _offenders(s: Scenario, prob: Probabilities, n_off: int, lam: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
