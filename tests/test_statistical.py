@@ -287,3 +287,18 @@ def test_innocent_flag_closed_form_matches_the_simulated_mean(ahash_calibration)
     mean, se = np.mean(flagged), np.std(flagged, ddof=1) / np.sqrt(len(flagged))
     assert abs(mean - want["expected_innocent_flagged"]) < 4 * se, (mean, se, want)
     assert want["viral_day_probability"] == pytest.approx(1 - (1 - 2e-3) ** 50)
+
+
+def test_replicate_sampler_matches_full_runs_and_the_closed_form(ahash_calibration):
+    """innocent_flag_replicates draws each replicate as run_statistical does; its mean tracks the closed form."""
+    from e2escan.sim.statistical import innocent_flag_replicates
+
+    s = scenario(ahash_calibration, 4, 6, 1, engine="statistical", accounts=20_000).with_overrides(
+        **{"statistical.false_match_rate": 2e-3, "traffic.forward_share": 0.3, "traffic.popular_images": 50})
+    counts = innocent_flag_replicates(s, 300, protocol=sim_fakes)
+    for r in (0, 7):
+        run = run_statistical(s, replicate=r, protocol=sim_fakes)["metrics"]
+        assert run["accounts"]["innocent_flagged"]["count"] == counts[r]
+    want = run["model"]["expected_innocent_flagged"]
+    se = counts.std(ddof=1) / np.sqrt(counts.size)
+    assert abs(counts.mean() - want) < 4 * se, (counts.mean(), se, want)

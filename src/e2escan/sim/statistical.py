@@ -61,7 +61,7 @@ from ..metrics.leakage import estimate, max_feature_test
 from ..metrics.rates import proportion
 from ..protocols import get_protocol
 from .calibration import Calibration
-from .faithful import spawn_streams
+from .faithful import COMPONENTS, spawn_streams
 from .scenario import Scenario, shipped_scenarios_dir
 
 #: Protocols whose server learns each voucher's match result (see their specs in protocols/).
@@ -382,6 +382,29 @@ def innocent_flag_expectation(n_inn: int, images_per_account: float, prob: Proba
     quiet = n_inn * float(-np.expm1(-fresh))
     impact = (expected - (1 - viral_day) * quiet) / viral_day - quiet if viral_day > 0 else 0.0
     return {"expected_innocent_flagged": expected, "viral_day_probability": viral_day, "viral_day_impact": impact}
+
+
+def innocent_flag_replicates(scenario: Scenario, replicates: int, protocol: Any = None) -> np.ndarray:
+    """Innocent accounts flagged in each of ``replicates`` replicates, exactly as :func:`run_statistical` draws them.
+
+    Each replicate spawns the same streams as a full run of that replicate
+    (its own database and viral draws), so entry ``r`` equals replicate
+    ``r``'s ``innocent_flagged`` count; offenders and review are skipped,
+    which makes thousands of replicates cheap.
+    """
+    cal = load_calibration(scenario)
+    pop, tr = scenario.population, scenario.traffic
+    n_inn = pop.accounts - int(round(pop.offender_share * pop.accounts))
+    lam = tr.messages_per_day * tr.image_share
+    out = np.zeros(replicates, dtype=np.int64)
+    # The same per-replicate streams as spawn_streams(scenario, r), spawned once for all replicates.
+    children = np.random.SeedSequence(scenario.seed).spawn(replicates)
+    for r, child in enumerate(children):
+        streams = {name: np.random.default_rng(seq) for name, seq in zip(COMPONENTS, child.spawn(len(COMPONENTS)))}
+        prob = probabilities(scenario, cal, streams["content"], protocol)
+        _, _, cross = _innocent_accounts(scenario, prob, n_inn, lam, streams["traffic"], None)
+        out[r] = cross.size
+    return out
 
 
 def _viral_units(prob: Probabilities) -> list[tuple[int, float]]:
