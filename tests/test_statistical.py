@@ -302,3 +302,16 @@ def test_replicate_sampler_matches_full_runs_and_the_closed_form(ahash_calibrati
     want = run["model"]["expected_innocent_flagged"]
     se = counts.std(ddof=1) / np.sqrt(counts.size)
     assert abs(counts.mean() - want) < 4 * se, (counts.mean(), se, want)
+
+
+def test_calibration_keeps_its_hashes_and_bounds_the_collision_probability(ahash_calibration, tmp_path):
+    cal = Calibration.load(ahash_calibration)
+    assert len(cal.hashes) == 120  # saved and loaded with the file
+    point, bound = cal.collision_probability_bound(6, "normal", resamples=50)
+    assert point == pytest.approx(cal.collision_probability(6, "normal"), rel=1e-9)
+    assert bound >= point
+    old = json.loads(Path(ahash_calibration).read_text())
+    del old["hashes"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.raises(ScenarioError, match="no per-image hashes"):
+        Calibration.load(tmp_path / "old.json").collision_probability_bound(6)

@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{cal.hasher}: unrelated-pair distance mean {mean:.1f}, sd {sd:.2f} over {sum(cal.unrelated):,} pairs; "
           f"collision probability at radius 31: {cal.collision_probability(31):.3g} "
           f"(normal tail fit where no pair is that close; exponential: {cal.collision_probability(31, 'exponential'):.3g})")
+    _, bound = cal.collision_probability_bound(31, "exponential", resamples=200, seed=args.seed)
+    print(f"  95% upper bound at radius 31 (exponential fit, bootstrap over the {len(cal.hashes)} images): {bound:.3g}")
     for spec in cal.transforms:
         print(f"  recall at radius 0 / 8 / 31: {cal.recall(spec, 0):.3f} / {cal.recall(spec, 8):.3f} / "
               f"{cal.recall(spec, 31):.3f}  {spec}")

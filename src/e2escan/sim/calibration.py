@@ -73,6 +73,8 @@ class Calibration:
     seed: int
     provenance: dict[str, Any] = field(default_factory=dict)
     version: int = CALIBRATION_VERSION
+    #: The corpus's image hashes (hex), for bounds that resample images; empty in files made before them.
+    hashes: tuple[str, ...] = ()
 
     # -- probabilities ---------------------------------------------------------
 
@@ -98,6 +100,25 @@ class Calibration:
         if below >= MIN_TAIL_PAIRS:
             return float(below / h.sum())
         return self.tail_fit(tail_model).fpr(radius)
+
+    def collision_probability_bound(self, radius: int, tail_model: str = "exponential", *, level: float = 0.95,
+                                    resamples: int = 200, seed: int = 0) -> tuple[float, float]:
+        """``(estimate, upper confidence bound)`` of :meth:`collision_probability`, bootstrapping the corpus's images.
+
+        Needs the per-image hashes (calibrations made by this version keep
+        them); see :func:`e2escan.hashing.thresholds.bootstrap_fpr_bound`.
+        """
+        from ..hashing.thresholds import bootstrap_fpr_bound, pairwise_distances
+
+        if not self.hashes:
+            raise ScenarioError(
+                f"calibration for {self.hasher} ({self.corpus}) keeps no per-image hashes, so no bound over images "
+                "can be computed; make it again with `e2escan calibrate`"
+            )
+        packed = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in self.hashes])
+        return bootstrap_fpr_bound(pairwise_distances(packed), radius, model=tail_model, level=level,
+                                   resamples=resamples, rng=np.random.default_rng(seed),
+                                   min_tail_pairs=MIN_TAIL_PAIRS)
 
     def recall(self, spec: str, radius: int) -> float:
         key = spec.strip() if spec.strip() not in ("none", "") else "identity"
@@ -129,6 +150,7 @@ class Calibration:
             "unrelated": list(self.unrelated),
             "transforms": {k: list(v) for k, v in self.transforms.items()},
             "provenance": self.provenance,
+            **({"hashes": list(self.hashes)} if self.hashes else {}),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -146,13 +168,19 @@ class Calibration:
         if data.get("version") != CALIBRATION_VERSION:
             raise ScenarioError(f"calibration file {path}: version {data.get('version')!r}, expected {CALIBRATION_VERSION}")
         expected = {"version", "hasher", "bits", "image_size", "encoding", "corpus", "seed", "unrelated", "transforms", "provenance"}
-        if set(data) != expected:
-            raise ScenarioError(f"calibration file {path}: keys {sorted(set(data) ^ expected)} missing or unexpected")
+        if set(data) - {"hashes"} != expected:
+            raise ScenarioError(
+                f"calibration file {path}: keys {sorted((set(data) - {'hashes'}) ^ expected)} missing or unexpected"
+            )
+        hashes = data.get("hashes", [])
+        if not isinstance(hashes, list) or any(not isinstance(h, str) or len(h) != data["bits"] // 4 for h in hashes):
+            raise ScenarioError(f"calibration file {path}: 'hashes' must list {data['bits'] // 4}-digit hex strings")
         if len(data["unrelated"]) != data["bits"] + 1:
             raise ScenarioError(f"calibration file {path}: 'unrelated' must have bits + 1 = {data['bits'] + 1} entries")
         return cls(
             data["hasher"], data["bits"], data["image_size"], data["encoding"], tuple(data["unrelated"]),
             {k: tuple(v) for k, v in data["transforms"].items()}, data["corpus"], data["seed"], data["provenance"],
+            hashes=tuple(hashes),
         )
 
 
@@ -193,4 +221,5 @@ def calibrate(
         hasher.spec, bits, image_size, encoding, tuple(int(x) for x in unrelated), per_transform,
         f"synthetic:{images}", seed,
         {**provenance(), "wall_time_s": round(time.perf_counter() - started, 2)},
+        hashes=tuple(base[i].hex for i in range(len(base))),
     )
