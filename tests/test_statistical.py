@@ -45,7 +45,9 @@ def scenario(cal_path, seed, radius, threshold, engine="faithful", accounts=60):
         "hasher": {"name": "ahash"},
         "protocol": {"name": "fake", "params": {"threshold": threshold, "radius": radius}},
         "review": {"accuracy": 1.0, "capacity_per_day": 1000},
-        "statistical": {"calibration": str(cal_path), "leakage_sample": 200},
+        # Agreement is about the model's central estimate; the default tail model ("bound") is a deliberately
+        # conservative upper confidence bound and overstates the rate where the calibration's data run out.
+        "statistical": {"calibration": str(cal_path), "leakage_sample": 200, "tail_model": "normal"},
     })
 
 
@@ -315,3 +317,14 @@ def test_calibration_keeps_its_hashes_and_bounds_the_collision_probability(ahash
     (tmp_path / "old.json").write_text(json.dumps(old))
     with pytest.raises(ScenarioError, match="no per-image hashes"):
         Calibration.load(tmp_path / "old.json").collision_probability_bound(6)
+
+
+def test_the_default_tail_model_is_the_conservative_bound(ahash_calibration):
+    """Below the calibration's data the default ('bound') is at least the exponential fit, which is at least the normal."""
+    cal = Calibration.load(ahash_calibration)
+    s = scenario(ahash_calibration, 1, 6, 2, engine="statistical")
+    assert Scenario.from_dict({k: v for k, v in s.to_dict().items() if k != "statistical"} | {
+        "statistical": {"calibration": str(ahash_calibration)}}).statistical.tail_model == "bound"
+    radius = next(r for r in range(cal.bits) if sum(cal.unrelated[: r + 1]) >= 1) - 1  # below every measured pair
+    bound = cal.collision_probability(max(radius, 0), "bound")
+    assert bound >= cal.collision_probability(max(radius, 0), "exponential") * 0.999

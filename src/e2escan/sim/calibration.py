@@ -7,12 +7,15 @@ encoding, the Hamming distance distributions that decide every match:
   corpus). ``collision_probability(r)`` is P(distance <= r) for one pair: the
   empirical CDF where at least ``MIN_TAIL_PAIRS`` pairs support it, and below
   that the lower-tail fit of :func:`e2escan.hashing.fit_lower_tail`, the same
-  stated extrapolation as ``e2escan hash-eval``. The simulator's default is
-  the normal model, a central estimate (tracks independent-bit hashes, but is
-  permissive for tails heavier than normal); ``tail_model = "exponential"``
+  stated extrapolation as ``e2escan hash-eval``. ``tail_model = "normal"`` is
+  a central estimate (tracks independent-bit hashes, but is permissive for
+  tails heavier than normal: too high a threshold in 24-40% of samples in an
+  outside audit); ``tail_model = "exponential"``
   gives an upper estimate instead (it over-states the FPR of any log-concave
-  distance distribution, by many decades far below the data), for
-  sensitivity analysis.
+  distance distribution, by many decades far below the data, in the
+  infinite-sample limit); ``tail_model = "bound"`` (the scenario default) is
+  the 95% upper confidence bound of that fit from a bootstrap over the
+  calibration's images, which also covers the fit's sampling error.
 * ``transforms``: for each transformation chain, distances between the hash of
   an original and of its transformed, encoded and decoded copy.
   ``recall(spec, r)`` is P(distance <= r), empirical.
@@ -61,6 +64,20 @@ def _tail_fit(unrelated: tuple[int, ...], model: str) -> TailFit:
     return fit_lower_tail(np.asarray(unrelated, dtype=np.int64), model=model)
 
 
+@functools.lru_cache(maxsize=64)
+def _bound(hashes: tuple[str, ...], radius: int) -> float:
+    from ..hashing.thresholds import bootstrap_fpr_bound, pairwise_distances
+
+    if not hashes:
+        raise ScenarioError(
+            "statistical.tail_model = 'bound' needs a calibration that keeps its per-image hashes; this one predates "
+            "them: make it again with `e2escan calibrate`, or set statistical.tail_model to 'exponential' or 'normal'"
+        )
+    packed = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in hashes])
+    return bootstrap_fpr_bound(pairwise_distances(packed), radius, model="exponential", resamples=200,
+                               rng=np.random.default_rng(0), min_tail_pairs=MIN_TAIL_PAIRS)[1]
+
+
 @dataclass(frozen=True)
 class Calibration:
     hasher: str
@@ -92,13 +109,20 @@ class Calibration:
         return mean, math.sqrt(max(var, 0.0))
 
     def collision_probability(self, radius: int, tail_model: str = "normal") -> float:
-        """P(distance <= radius) for two unrelated images: empirical, or the tail model below the data."""
+        """P(distance <= radius) for two unrelated images: empirical, or the tail model below the data.
+
+        ``tail_model = "bound"`` is the 95% upper confidence bound of the
+        exponential fit from a bootstrap over the calibration's images
+        (:meth:`collision_probability_bound`), used where the data do not reach.
+        """
         h = np.asarray(self.unrelated, dtype=float)
         if radius >= h.size - 1:
             return 1.0
         below = h[: radius + 1].sum()
         if below >= MIN_TAIL_PAIRS:
             return float(below / h.sum())
+        if tail_model == "bound":
+            return _bound(self.hashes, radius)
         return self.tail_fit(tail_model).fpr(radius)
 
     def collision_probability_bound(self, radius: int, tail_model: str = "exponential", *, level: float = 0.95,

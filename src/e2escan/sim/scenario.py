@@ -165,10 +165,12 @@ class StatisticalConfig:
         range=(0.0, 1.0),
     )
     tail_model: str = option(
-        "normal",
-        doc="how the calibration's unrelated-pair FPR is extrapolated below its data: 'normal' (a central "
-        "estimate) or 'exponential' (an upper estimate for log-concave tails); see e2escan.hashing.thresholds",
-        choices=("exponential", "normal"),
+        "bound",
+        doc="how the calibration's unrelated-pair FPR is extrapolated below its data: 'bound' (the 95% upper "
+        "confidence bound of the exponential fit, bootstrapping the calibration's images: conservative with "
+        "its sampling error), 'exponential' (the fit itself: an upper estimate for log-concave tails only in "
+        "the infinite-sample limit) or 'normal' (a central estimate); see e2escan.hashing.thresholds",
+        choices=("bound", "exponential", "normal"),
     )
 
 
