@@ -328,3 +328,42 @@ def test_the_default_tail_model_is_the_conservative_bound(ahash_calibration):
     radius = next(r for r in range(cal.bits) if sum(cal.unrelated[: r + 1]) >= 1) - 1  # below every measured pair
     bound = cal.collision_probability(max(radius, 0), "bound")
     assert bound >= cal.collision_probability(max(radius, 0), "exponential") * 0.999
+
+
+def _flag_days(ahash_calibration, threshold: int):
+    """Innocent crossing days on 5 days of Poisson traffic, 0.5 genuine false matches per account-day, no viral."""
+    from e2escan.sim.statistical import _innocent_accounts
+
+    s = scenario(ahash_calibration, 1, 6, threshold, engine="statistical").with_overrides(days=5)
+    prob = _viral_probabilities(threshold, dedup=False, recall=1.0, p_fresh=0.5, popular=1)
+    prob.p_popular = np.zeros(1, dtype=bool)
+    prob.forward_share = 0.0
+    _, _, cross = _innocent_accounts(s, prob, 200_000, 1.0, np.random.default_rng(9), None)
+    return np.bincount(cross, minlength=5)
+
+
+def flag_days_match_the_closed_form(observed: np.ndarray, threshold: int, n: int = 200_000) -> bool:
+    """P(cross on day d) = P(Poisson(0.5 (d + 1)) >= t) - P(Poisson(0.5 d) >= t); a z-test per day, |z| < 4."""
+    import math
+
+    def sf(mu: float) -> float:
+        return 1.0 - sum(math.exp(-mu) * mu**k / math.factorial(k) for k in range(threshold))
+
+    for d, got in enumerate(observed):
+        p = sf(0.5 * (d + 1)) - sf(0.5 * d)
+        if abs(got - n * p) > 4 * math.sqrt(n * p * (1 - p)):
+            return False
+    return True
+
+
+def test_flag_day_distribution_matches_the_closed_form(ahash_calibration, monkeypatch):
+    """The day an innocent account crosses t is the day of its t-th genuine match (Erlang/Poisson closed form)."""
+    from e2escan.sim import statistical
+
+    assert flag_days_match_the_closed_form(_flag_days(ahash_calibration, 3), 3)
+    # Broken on purpose: the flag day taken at the first match instead of the t-th.
+    def first_match_day(day_of, start, counts, t):
+        return day_of[start[counts >= t]]
+
+    monkeypatch.setattr(statistical, "crossing_days", first_match_day)
+    assert not flag_days_match_the_closed_form(_flag_days(ahash_calibration, 3), 3)

@@ -349,9 +349,13 @@ def _innocent_accounts(s: Scenario, prob: Probabilities, n_inn: int, lam: float,
         genuine = _genuine(rng, accounts.size, prob.synthetic)
         accounts, day_of = accounts[genuine], day_of[genuine]
         _, start, genuine_counts = np.unique(accounts, return_index=True, return_counts=True)
-    over = genuine_counts >= t
-    cross = day_of[start[over] + t - 1]  # the day of the t-th genuine false match
-    return total_images, counts, cross
+    return total_images, counts, crossing_days(day_of, start, genuine_counts, t)
+
+
+def crossing_days(day_of: np.ndarray, start: np.ndarray, counts: np.ndarray, t: int) -> np.ndarray:
+    """Per account with at least ``t`` genuine matches (rows sorted by account, then day): the day of the t-th."""
+    over = counts >= t
+    return day_of[start[over] + t - 1]
 
 
 def innocent_flag_expectation(n_inn: int, images_per_account: float, prob: Probabilities) -> dict[str, float | None]:
