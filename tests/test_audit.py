@@ -30,7 +30,7 @@ from e2escan.protocols import (
 from e2escan.protocols.sealing import seal_once
 from e2escan.protocols.tpsi_ad import CT_BYTES, TpsiAdProtocol, TpsiAdScanner
 
-SMALL = {"vouchers": 1000, "min_share": 0.25, "permutations": 999, "seed": 3}
+SMALL = {"vouchers": 1000, "min_share": 0.25, "permutations": 999, "seed": 3, "alpha": 0.01}
 
 
 def _leaking_families(report) -> dict[str, tuple[str, str]]:
@@ -42,7 +42,7 @@ def test_every_registered_protocol_passes(name: str) -> None:
     # Only the voucher-bytes family reads OS-random bytes; every other family is a function of the seed.
     # The audit holds its level as a whole (max-T over the battery): at alpha = 0.001 a correct protocol
     # fails with probability at most 0.001 per audit (0.5% for the five).
-    report = audit_protocol(name, synthetic_probability=0.5, **{**SMALL, "permutations": 4999}, alpha=0.001)
+    report = audit_protocol(name, synthetic_probability=0.5, **{**SMALL, "permutations": 4999, "alpha": 0.001})
     assert report.vouchers >= 700
     assert report.passed, [r.as_row() for r in report.leaks]
 
@@ -146,7 +146,9 @@ def test_unknown_protocol_names_the_known_ones() -> None:
 
 def test_too_few_vouchers_says_how_many_are_needed() -> None:
     with pytest.raises(ConfigError, match=r"needs \d+ accounts, about \d+ vouchers"):
-        audit_protocol("tpsi-ad", vouchers=200)
+        audit_protocol("tpsi-ad", vouchers=200, min_share=0.05)
+    with pytest.raises(ConfigError, match="at least 2"):
+        audit_protocol("tpsi-ad", vouchers=5)
 
 
 def test_unknown_parameter_is_a_config_error() -> None:

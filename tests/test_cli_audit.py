@@ -14,7 +14,7 @@ from e2escan.cli import main
 from e2escan.crypto.primitives import aead_seal
 from e2escan.protocols import tpsi_ad
 
-FAST = ["--vouchers", "1000", "--min-share", "0.25", "--permutations", "999"]
+FAST = ["--vouchers", "1000", "--min-share", "0.25", "--permutations", "999", "--alpha", "0.01"]
 
 
 def _digest(folder: Path) -> str:
@@ -56,7 +56,7 @@ def test_a_leak_exits_non_zero_naming_the_distinguisher_and_the_field(monkeypatc
     ("argv", "message"),
     [
         (["audit", "nope", *FAST], "unknown protocol 'nope'; known: plaintext, psi-exact"),
-        (["audit", "tpsi-ad", "--vouchers", "300"], "vouchers"),
+        (["audit", "tpsi-ad", "--vouchers", "300", "--min-share", "0.05"], "vouchers"),
         (["audit", "tpsi-ad", *FAST, "--set", "thresold=3"], "unknown key"),
         (["audit", "tpsi-ad", *FAST, "--synthetic-probability", "1.5"], "--synthetic-probability"),
         (["audit", "tpsi-ad", "--vouchers", "1000", "--min-share", "0.25", "--permutations", "99"], "use at least 199"),

@@ -47,6 +47,7 @@ __all__ = [
     "audit_protocol",
     "check_permutations",
     "check_power",
+    "detectable_share",
     "resolve_protocol",
 ]
 
@@ -64,9 +65,10 @@ class AuditReport:
     accounts: int
     synthetic_probability: float | None
     alpha: float
-    min_share: float
+    min_share: float | None  # the share asked for, or None
     results: tuple[FamilyResult, ...]
     seconds: Mapping[str, float] = field(default_factory=dict)
+    detectable_share: float = 1.0  # the share of accounts a leak must touch to be found with power 0.9
 
     @property
     def passed(self) -> bool:
@@ -79,7 +81,7 @@ class AuditReport:
     def rows(self) -> list[dict[str, Any]]:
         return [
             {"protocol": self.protocol, "synthetic_probability": self.synthetic_probability, "vouchers": self.vouchers,
-             **r.as_row()}
+             **r.as_row(), "detectable_share": round(self.detectable_share, 4)}
             for r in self.results
         ]
 
@@ -104,9 +106,25 @@ def check_permutations(permutations: int, alpha: float, families: int = 1) -> No
         )
 
 
-def check_power(vouchers: int, *, alpha: float, min_share: float, families: int = len(FAMILIES)) -> int:
-    """The accounts ``vouchers`` give; :class:`ConfigError` saying how many vouchers are needed if too few."""
+def detectable_share(accounts: int, *, alpha: float, families: int = len(FAMILIES), power: float = 0.9) -> float:
+    """The smallest share of accounts a leak must touch to be found with ``power`` by ``accounts`` accounts."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(1 - alpha / (2 * families * MAX_FEATURES)) + NormalDist().inv_cdf(power)
+    return min(1.0, z * z / max(accounts, 1))
+
+
+def check_power(vouchers: int, *, alpha: float, min_share: float | None, families: int = len(FAMILIES)) -> int:
+    """The accounts ``vouchers`` give; with ``min_share``, a :class:`ConfigError` saying how many are needed if too few.
+
+    Without ``min_share`` nothing is refused: the report states the share of
+    accounts a leak must touch to be found (:func:`detectable_share`).
+    """
     accounts = int(vouchers / MEAN_VOUCHERS_PER_ACCOUNT)
+    if accounts < 2:
+        raise ConfigError(f"--vouchers {vouchers} gives {accounts} accounts; the audit needs at least 2 (about 10 vouchers)")
+    if min_share is None:
+        return accounts
     needed = required_accounts(MAX_FEATURES, families, alpha, min_share)
     if accounts < needed:
         raise ConfigError(
@@ -132,8 +150,8 @@ def audit_protocol(
     vouchers: int = 4000,
     synthetic_probability: float | None = None,
     seed: int = 0,
-    alpha: float = 0.01,
-    min_share: float = 0.05,
+    alpha: float = 0.001,
+    min_share: float | None = None,
     overrides: Mapping[str, Any] | None = None,
     families: Sequence[str] = FAMILIES,
     permutations: int = 1999,
@@ -145,7 +163,7 @@ def audit_protocol(
         raise ConfigError(f"unknown distinguisher families {unknown}; known: {', '.join(FAMILIES)}")
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha = {alpha} must lie in (0, 1)")
-    if not 0 < min_share <= 1:
+    if min_share is not None and not 0 < min_share <= 1:
         raise ConfigError(f"min_share = {min_share} must lie in (0, 1]")
     check_permutations(permutations, alpha, len(families))
     accounts = check_power(vouchers, alpha=alpha, min_share=min_share, families=len(families))
@@ -162,4 +180,5 @@ def audit_protocol(
     t2 = time.perf_counter()
     p = params.to_dict().get("synthetic_probability")
     return AuditReport(protocol.name, params.to_dict(), worlds.voucher_count, len(worlds.accounts), p, alpha,
-                       min_share, tuple(results), {**worlds.seconds, "distinguishers_s": t2 - t1})
+                       min_share, tuple(results), {**worlds.seconds, "distinguishers_s": t2 - t1},
+                       detectable_share(len(worlds.accounts), alpha=alpha, families=len(families)))
