@@ -384,8 +384,13 @@ def frozen_record(**values: object) -> Mapping[str, object]:
     return MappingProxyType(values)
 
 
-def voucher_digest(voucher: object, protocol: str) -> bytes:
-    """SHA-256 of a voucher, the key of the replay check (type-checks the voucher first)."""
+def check_voucher(voucher: object, protocol: str) -> bytes:
+    """The voucher as ``bytes``; :class:`VoucherError` for anything else."""
     if not isinstance(voucher, (bytes, bytearray)):
         raise VoucherError(f"{protocol} voucher: expected bytes, got {type(voucher).__name__}")
-    return hashlib.sha256(voucher).digest()
+    return bytes(voucher)
+
+
+def voucher_digest(voucher: object, protocol: str) -> bytes:
+    """SHA-256 of a voucher, the key of a byte-level replay check (type-checks the voucher first)."""
+    return hashlib.sha256(check_voucher(voucher, protocol)).digest()

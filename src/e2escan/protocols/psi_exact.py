@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..crypto import group
-from ..crypto.codec import FieldSpec, Schema
+from ..crypto.codec import Decoded, FieldSpec, Schema
 from ..errors import AuthenticationError, DecodeError, InvalidPointError, VoucherError
 from ..hashing import HashArray, PerceptualHash
 from .base import (
@@ -50,7 +50,7 @@ from .base import (
     check_int,
     frozen_record,
     unique_rows,
-    voucher_digest,
+    check_voucher,
 )
 from .blinded_table import BlindedTable, ServerTableState, build_blinded_table
 from .ideal import (
@@ -167,8 +167,7 @@ class PsiExactServer(PerVoucherMatchServer):
         self._schema = voucher_schema(params)
         super().__init__()
 
-    def _process(self, voucher: bytes) -> bytes | None:
-        d = self._schema.decode(voucher)
+    def _process(self, d: Decoded) -> bytes | None:
         try:
             z = group.scalar_mult(self._alpha, d["Q"], f"{NAME} voucher field 'Q' at byte offset {d.offsets['Q']}")
         except InvalidPointError as exc:
@@ -192,12 +191,12 @@ class PsiExactServer(PerVoucherMatchServer):
 
     def ingest(self, account: str, voucher: bytes) -> Mapping[str, object]:
         check_account(account)
-        voucher_digest(voucher, NAME)  # type check
+        decoded = self._schema.decode(check_voucher(voucher, NAME))
         # Keyed on the blinded point Q (fresh per voucher), so reordered ciphertexts do not make a new voucher.
-        q = self._schema.decode(voucher)["Q"]
+        q = decoded["Q"]
         if q in self._seen:
             raise VoucherReplayError(f"{NAME} voucher: its point Q was ingested before (a replay, possibly reordered)")
-        payload = self._process(voucher)
+        payload = self._process(decoded)
         records = self._records.setdefault(account, [])
         record = frozen_record(index=len(records), length=len(voucher), is_match=payload is not None, payload=payload)
         records.append(record)

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..crypto import group
-from ..crypto.codec import FieldSpec, Schema
+from ..crypto.codec import Decoded, FieldSpec, Schema
 from ..crypto.shamir import (
     DetectableHash,
     GenuineDetector,
@@ -86,7 +86,7 @@ from .base import (
     check_int,
     frozen_record,
     unique_rows,
-    voucher_digest,
+    check_voucher,
 )
 from .blinded_table import BlindedTable, ServerTableState, build_blinded_table
 from .ideal import (
@@ -462,7 +462,7 @@ class TpsiAdServer(MatchServer):
         self.database_size = len(state.cuckoo)
 
     # -- ingest --------------------------------------------------------------------
-    def _points(self, voucher: bytes) -> list[bytes]:
+    def _points(self, d: Decoded) -> list[bytes]:
         """The voucher's points ``Q``; a replay is any voucher that repeats one (in any pair order, any account).
 
         Every ``Q`` is a fresh uniformly random point (a real pair's ``beta * H(y) + gamma * G``, a synthetic
@@ -470,7 +470,7 @@ class TpsiAdServer(MatchServer):
         about 2^-252. Keying on the points rather than the voucher's bytes refuses a voucher whose pairs were
         reordered, which would otherwise open again and count again.
         """
-        qs = self._schema.decode(voucher)["Q"]
+        qs = d["Q"]
         points = [qs[32 * j : 32 * j + 32] for j in range(len(qs) // 32)]
         if len(set(points)) != len(points):
             raise VoucherError(f"{self.params.PROTOCOL} voucher field 'Q': the same point appears twice")
@@ -481,9 +481,8 @@ class TpsiAdServer(MatchServer):
             )
         return points
 
-    def _open(self, voucher: bytes) -> tuple[int, _Inner | None]:
+    def _open(self, d: Decoded) -> tuple[int, _Inner | None]:
         p = self.params
-        d = self._schema.decode(voucher)
         qs, cts, q_off = d["Q"], d["ct"], d.offsets["Q"]
         rkey = None
         opened = 0
@@ -539,9 +538,9 @@ class TpsiAdServer(MatchServer):
     def ingest(self, account: str, voucher: bytes) -> Mapping[str, object]:
         """S-Process for one voucher; a malformed, foreign or replayed voucher changes nothing."""
         check_account(account)
-        voucher_digest(voucher, self.params.PROTOCOL)  # type check
-        points = self._points(bytes(voucher))
-        opened_pairs, inner = self._open(bytes(voucher))
+        decoded = self._schema.decode(check_voucher(voucher, self.params.PROTOCOL))
+        points = self._points(decoded)
+        opened_pairs, inner = self._open(decoded)
         # Everything is validated; only now is state changed.
         acc = self._accounts.setdefault(account, _Account())
         acc.records.append(
