@@ -100,5 +100,9 @@ def threshold(params: Params) -> int:
     return params.threshold
 
 
+def counts_copies_once(params: Params) -> bool:
+    return False
+
+
 def ideal_functionality(params: Params, hash_bits: int):
     raise ProtocolError("fake: declares no ideal functionality")

@@ -67,14 +67,14 @@ def innocent_flagged_matches_closed_form(cal, synthetic: float) -> bool:
     real_model = statistical._protocol_model
 
     def with_synthetic(scenario_, protocol=None):
-        radius, threshold, _ = real_model(scenario_, protocol)
+        radius, threshold, _, _ = real_model(scenario_, protocol)
 
         class P:  # the fake's parameters plus a synthetic-voucher probability
             synthetic_probability = synthetic
             synthetic_capacity = 10**6
             dedup = "none"
 
-        return radius, threshold, P
+        return radius, threshold, P, False
 
     statistical._protocol_model, saved = with_synthetic, statistical._protocol_model
     try:

@@ -109,7 +109,8 @@ def _flip(h: PerceptualHash, bit: int) -> PerceptualHash:
 def plan_traffic(protocol: Protocol, params: ProtocolParams, accounts: int, database: HashArray,
                  rng: np.random.Generator) -> list[list[_Planned]]:
     t = protocol.threshold(params)
-    dedup_none = params.to_dict().get("dedup") == "none"
+    # A re-sent copy of a member counts again toward t unless copies count once: then only non-members.
+    resend_members = t is None or protocol.counts_copies_once(params)
     cap = min(t, 4) if t is not None else 4
     plans = []
     next_image = len(database)
@@ -128,7 +129,7 @@ def plan_traffic(protocol: Protocol, params: ProtocolParams, accounts: int, data
             images.append((next_image, h))
             next_image += 1
         if rng.random() < 0.5:
-            pool = images[len(members):] if dedup_none else images
+            pool = images if resend_members else images[len(members):]
             images.append(pool[int(rng.integers(len(pool)))])
         plan = []
         for k in rng.permutation(len(images)):

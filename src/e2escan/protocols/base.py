@@ -303,6 +303,10 @@ class Protocol(abc.ABC):
         """Distinct matches an account needs before the server learns anything (``None``: no threshold)."""
         return None
 
+    def counts_copies_once(self, params: ProtocolParams) -> bool:
+        """Whether re-sent copies of one hash count once toward the threshold (tpsi-ad's ``dedup = "hash"``)."""
+        return False
+
     def ideal_functionality(self, params: ProtocolParams, hash_bits: int) -> IdealFunctionality:
         """The protocol's ``LEAKAGE`` as an ideal world (:mod:`e2escan.protocols.ideal`), for the leakage audit."""
         raise ProtocolError(

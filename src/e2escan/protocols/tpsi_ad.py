@@ -700,6 +700,11 @@ class TpsiAdProtocol(Protocol):
         assert isinstance(params, TpsiAdParams)
         return params.threshold
 
+    def counts_copies_once(self, params: ProtocolParams) -> bool:
+        self._check_params(params)
+        assert isinstance(params, TpsiAdParams)
+        return params.dedup == "hash"
+
     def ideal_functionality(self, params: ProtocolParams, hash_bits: int) -> IdealFunctionality:
         self._check_params(params)
         assert isinstance(params, TpsiAdParams)

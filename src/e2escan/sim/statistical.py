@@ -75,12 +75,12 @@ def protocol_matching(scenario: Scenario, protocol: Any = None) -> tuple[int, in
     the protocol's defaults exactly as on the faithful path (e.g. tpsi-ad's
     threshold of 30).
     """
-    radius, threshold, _ = _protocol_model(scenario, protocol)
+    radius, threshold, _, _ = _protocol_model(scenario, protocol)
     return radius, threshold
 
 
-def _protocol_model(scenario: Scenario, protocol: Any = None) -> tuple[int, int, Any]:
-    """(radius, threshold, the protocol's parameter object)."""
+def _protocol_model(scenario: Scenario, protocol: Any = None) -> tuple[int, int, Any, bool]:
+    """(radius, threshold, the protocol's parameter object, whether copies of one hash count once)."""
     name = scenario.protocol.name
     if "multiprobe" in name:
         raise ScenarioError(
@@ -90,7 +90,7 @@ def _protocol_model(scenario: Scenario, protocol: Any = None) -> tuple[int, int,
     proto = protocol if protocol is not None else get_protocol(name)
     params = proto.Params(**scenario.protocol.params)
     radius = proto.match_radius(params) if hasattr(proto, "match_radius") else int(getattr(params, "radius", 0))
-    return radius, int(getattr(params, "threshold", 1)), params
+    return radius, int(getattr(params, "threshold", 1)), params, bool(proto.counts_copies_once(params))
 
 
 def load_calibration(scenario: Scenario) -> Calibration:
@@ -137,7 +137,7 @@ class Probabilities:
 def probabilities(
     scenario: Scenario, cal: Calibration, rng: np.random.Generator, protocol: Any = None
 ) -> Probabilities:
-    radius, threshold, params = _protocol_model(scenario, protocol)
+    radius, threshold, params, copies_once = _protocol_model(scenario, protocol)
     t = scenario.traffic
     override = scenario.statistical.false_match_rate
     if override is not None:
@@ -160,7 +160,7 @@ def probabilities(
     p_img = (1 - t.forward_share) * p_fresh + t.forward_share * float((share * popular_match).sum()) * recall
     synthetic = float(getattr(params, "synthetic_probability", 0.0))
     capacity = int(getattr(params, "synthetic_capacity", 0))
-    dedup = getattr(params, "dedup", None) == "hash" and threshold > 1
+    dedup = copies_once and threshold > 1
     return Probabilities(radius, threshold, p_fresh, popular_match, share, recall, p_img, synthetic, capacity,
                          weights, recalls, exact, dedup, t.forward_share)
 
