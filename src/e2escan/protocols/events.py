@@ -89,7 +89,7 @@ def _encode(value: Any, out: bytearray, depth: int) -> None:
         out.append(_STR)
         out += len(data).to_bytes(4, "big")
         out += data
-    elif isinstance(value, (bytes, bytearray, memoryview, tuple, list, bool, int, str)):  # subclasses, lists
+    elif isinstance(value, (bytearray, memoryview, list)):
         _encode(_as_value(value), out, depth)
     else:
         raise ProtocolError(f"event value: cannot encode a {type(value).__name__} (accepted: None, bool, int, bytes, str, tuple)")
@@ -153,20 +153,12 @@ def _decode(data: bytes, pos: int, depth: int) -> tuple[Value, int]:
     raise EventError(f"event value: unknown tag {tag} at byte offset {pos - 1}")
 
 
-_PLAIN = frozenset((bytes, int, bool, str, type(None)))
-
-
 def _as_value(value: Any) -> Value:
-    """Records may hold lists or other sequences of values; events hold tuples."""
-    kind = type(value)
-    if kind in _PLAIN:
-        return value
-    if kind is tuple or kind is list:
-        return tuple(v if type(v) in _PLAIN else _as_value(v) for v in value)
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
+    """Records may hold lists, bytearrays or other sequences of values; events hold tuples and bytes."""
     if isinstance(value, (list, tuple)):
         return tuple(_as_value(v) for v in value)
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
     return value
 
 

@@ -64,18 +64,15 @@ def _tail_fit(unrelated: tuple[int, ...], model: str) -> TailFit:
     return fit_lower_tail(np.asarray(unrelated, dtype=np.int64), model=model)
 
 
-@functools.lru_cache(maxsize=64)
-def _bound(hashes: tuple[str, ...], radius: int) -> float:
+@functools.lru_cache(maxsize=16)
+def _bootstrap(hashes: tuple[str, ...], radius: int, model: str, level: float, resamples: int,
+               seed: int) -> tuple[float, float]:
+    """``bootstrap_fpr_bound`` on a calibration's hashes (cached: the statistical path asks once per replicate)."""
     from ..hashing.thresholds import bootstrap_fpr_bound, pairwise_distances
 
-    if not hashes:
-        raise ScenarioError(
-            "statistical.tail_model = 'bound' needs a calibration that keeps its per-image hashes; this one predates "
-            "them: make it again with `e2escan calibrate`, or set statistical.tail_model to 'exponential' or 'normal'"
-        )
     packed = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in hashes])
-    return bootstrap_fpr_bound(pairwise_distances(packed), radius, model="exponential", resamples=200,
-                               rng=np.random.default_rng(0), min_tail_pairs=MIN_TAIL_PAIRS)[1]
+    return bootstrap_fpr_bound(pairwise_distances(packed), radius, model=model, level=level, resamples=resamples,
+                               rng=np.random.default_rng(seed), min_tail_pairs=MIN_TAIL_PAIRS)
 
 
 @dataclass(frozen=True)
@@ -122,7 +119,7 @@ class Calibration:
         if below >= MIN_TAIL_PAIRS:
             return float(below / h.sum())
         if tail_model == "bound":
-            return _bound(self.hashes, radius)
+            return self.collision_probability_bound(radius)[1]
         return self.tail_fit(tail_model).fpr(radius)
 
     def collision_probability_bound(self, radius: int, tail_model: str = "exponential", *, level: float = 0.95,
@@ -132,17 +129,13 @@ class Calibration:
         Needs the per-image hashes (calibrations made by this version keep
         them); see :func:`e2escan.hashing.thresholds.bootstrap_fpr_bound`.
         """
-        from ..hashing.thresholds import bootstrap_fpr_bound, pairwise_distances
-
         if not self.hashes:
             raise ScenarioError(
-                f"calibration for {self.hasher} ({self.corpus}) keeps no per-image hashes, so no bound over images "
-                "can be computed; make it again with `e2escan calibrate`"
+                f"calibration for {self.hasher} ({self.corpus}) keeps no per-image hashes, so no bound over its "
+                "images can be computed: make it again with `e2escan calibrate`, or set statistical.tail_model to "
+                "'exponential' or 'normal'"
             )
-        packed = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in self.hashes])
-        return bootstrap_fpr_bound(pairwise_distances(packed), radius, model=tail_model, level=level,
-                                   resamples=resamples, rng=np.random.default_rng(seed),
-                                   min_tail_pairs=MIN_TAIL_PAIRS)
+        return _bootstrap(self.hashes, radius, tail_model, level, resamples, seed)
 
     def recall(self, spec: str, radius: int) -> float:
         key = spec.strip() if spec.strip() not in ("none", "") else "identity"

@@ -18,7 +18,7 @@ import io
 import struct
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,9 +112,18 @@ class FaithfulRun:
 
 
 def spawn_streams(scenario: Scenario, replicate: int) -> dict[str, np.random.Generator]:
-    root = np.random.SeedSequence(scenario.seed)
-    replicate_seq = root.spawn(replicate + 1)[replicate]
-    return {name: np.random.default_rng(seq) for name, seq in zip(COMPONENTS, replicate_seq.spawn(len(COMPONENTS)))}
+    """The component generators of one replicate (child ``replicate`` of the scenario's seed)."""
+    return _component_streams(np.random.SeedSequence(scenario.seed).spawn(replicate + 1)[replicate])
+
+
+def replicate_streams(scenario: Scenario, replicates: int) -> Iterator[dict[str, np.random.Generator]]:
+    """``spawn_streams(scenario, r)`` for ``r = 0 .. replicates - 1``, spawning the children once."""
+    for child in np.random.SeedSequence(scenario.seed).spawn(replicates):
+        yield _component_streams(child)
+
+
+def _component_streams(seq: np.random.SeedSequence) -> dict[str, np.random.Generator]:
+    return {name: np.random.default_rng(child) for name, child in zip(COMPONENTS, seq.spawn(len(COMPONENTS)))}
 
 
 def make_payload(uid: int, image_bytes: bytes, size: int = 256) -> bytes:

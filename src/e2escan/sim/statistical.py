@@ -61,7 +61,7 @@ from ..metrics.leakage import estimate, max_feature_test
 from ..metrics.rates import proportion
 from ..protocols import get_protocol
 from .calibration import Calibration
-from .faithful import COMPONENTS, spawn_streams
+from .faithful import replicate_streams, spawn_streams
 from .scenario import Scenario, shipped_scenarios_dir
 
 #: Protocols whose server learns each voucher's match result (see their specs in protocols/).
@@ -401,10 +401,7 @@ def innocent_flag_replicates(scenario: Scenario, replicates: int, protocol: Any 
     n_inn = pop.accounts - int(round(pop.offender_share * pop.accounts))
     lam = tr.messages_per_day * tr.image_share
     out = np.zeros(replicates, dtype=np.int64)
-    # The same per-replicate streams as spawn_streams(scenario, r), spawned once for all replicates.
-    children = np.random.SeedSequence(scenario.seed).spawn(replicates)
-    for r, child in enumerate(children):
-        streams = {name: np.random.default_rng(seq) for name, seq in zip(COMPONENTS, child.spawn(len(COMPONENTS)))}
+    for r, streams in enumerate(replicate_streams(scenario, replicates)):
         prob = probabilities(scenario, cal, streams["content"], protocol)
         _, _, cross = _innocent_accounts(scenario, prob, n_inn, lam, streams["traffic"], None)
         out[r] = cross.size
