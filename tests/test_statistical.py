@@ -196,8 +196,11 @@ def test_synthetic_split_has_the_closed_form_moments():
     assert abs(opened.mean() - (m + p * (n - m))) < 5 * np.sqrt(p * (1 - p) * (n - m) / reps)
     var, want = opened.var(), p * (1 - p) * (n - m)
     assert abs(var / want - 1) < 0.02  # sd of a sample variance at 200,000 draws: about 0.3%
-    # The old model (real/synthetic drawn independently) has variance p (1 - p) (n + m): 18.9 against 6.3 here.
-    assert not abs(p * (1 - p) * (n + m) / want - 1) < 0.02
+    # The old model drew the real matches and the synthetic vouchers independently: its opened count has
+    # variance p (1 - p) (n + m), 18.9 against 6.3 here, and the same check catches it.
+    old_counted = rng.binomial(np.full(reps, m), 1 - p)
+    old_opened = old_counted + rng.binomial(np.full(reps, n), p)
+    assert not abs(old_opened.var() / want - 1) < 0.02
     counted, synthetic = synthetic_split(rng, np.full(reps, n), np.full(reps, m), p, capacity=3)
     assert synthetic.max() == 3 and (counted >= m - 3).all() and (counted <= m).all()
 

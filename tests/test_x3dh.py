@@ -171,17 +171,25 @@ def test_a_first_message_replayed_under_the_same_name_is_refused() -> None:
     assert [r.body for r in bob.receive()] == [b"twice"]
 
 
-def test_a_new_initiation_replayed_after_the_session_moved_on_is_refused() -> None:
-    """A second X3DH initiation (new session) of Alice replayed: refused by the (IK_A, EK_A) memory."""
+def initiation_replay_after_session_loss_is_refused() -> bool:
+    """Bob lost his session state (e.g. restored from a backup): only the (IK_A, EK_A) memory is left."""
     relay = Relay(clock=Clock())
     bob = Device.register("bob", relay, one_time_prekeys=0)
     alice = Device.register("alice", relay)
     alice.send("bob", b"one")
     first = relay._query_one("SELECT envelope FROM queue WHERE sender = 'alice'")[0]
     bob.receive()
-    bob.sessions.clear()  # Bob lost his session state (e.g. restored from a backup): only the memory remains
+    bob.sessions.clear()
     relay.submit("alice", "bob", first)
-    assert bob.receive() == [] and "replays an X3DH initiation" in str(bob.rejected[-1].error)
+    return bob.receive() == [] and "replays an X3DH initiation" in str(bob.rejected[-1].error)
+
+
+def test_a_new_initiation_replayed_after_the_session_moved_on_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert initiation_replay_after_session_loss_is_refused()
+    # Broken on purpose: the pre-fix first-message path, with no memory of accepted initiations.
+    monkeypatch.setattr(Device, "_open_prekey_message", _old_open_prekey_message)
+    monkeypatch.setattr(Device, "_check_identity_old", _check_identity_old, raising=False)
+    assert not initiation_replay_after_session_loss_is_refused()
 
 
 # --- identity keys ------------------------------------------------------------------------------

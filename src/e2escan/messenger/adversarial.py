@@ -177,13 +177,13 @@ def _voucher_reorder() -> AttackOutcome:
     flip = lambda data, n: b"".join(reversed([data[i : i + n] for i in range(0, len(data), n)]))
     d["Q"], d["ct"] = flip(d["Q"], 32), flip(d["ct"], CT_BYTES)
     server.ingest("alice", voucher)
+    attack, did = "voucher replay, pairs reordered", "re-submitted alice's voucher, pairs reversed, as mallory's"
     try:
         server.ingest("mallory", schema.encode(d))
     except VoucherError as exc:
-        return AttackOutcome("voucher replay, pairs reordered", "re-submitted alice's voucher, pairs reversed, as mallory's",
-                             f"match server refused: {type(exc).__name__} (replays are keyed on the points Q)", True)
-    return AttackOutcome("voucher replay, pairs reordered", "re-submitted alice's voucher, pairs reversed, as mallory's",
-                         "match server accepted it: it would open and count again", False)
+        return AttackOutcome(attack, did, f"match server refused: {type(exc).__name__} (replays are keyed on the points Q)",
+                             True)
+    return AttackOutcome(attack, did, "match server accepted it: it would open and count again", False)
 
 
 def _invalid_cell() -> AttackOutcome:
@@ -197,13 +197,13 @@ def _invalid_cell() -> AttackOutcome:
     schema = blinded_table.public_schema(proto.name, public[:4])
     d = dict(schema.decode(public))
     d["table"] = d["table"][:96] + group.small_order_points()[1] + d["table"][128:]
+    attack, did = "invalid table cell", "published a table with a small-order point in cell 3"
     try:
         proto.client(schema.encode(d), params)
     except ProtocolError as exc:
-        return AttackOutcome("invalid table cell", "published a table with a small-order point in cell 3",
-                             f"device refused the public parameters: {str(exc).split(';')[0]}", True)
-    return AttackOutcome("invalid table cell", "published a table with a small-order point in cell 3",
-                         "device accepted the table: images hashing to cell 3 would fail (targeted denial)", False)
+        return AttackOutcome(attack, did, f"device refused the public parameters: {str(exc).split(';')[0]}", True)
+    return AttackOutcome(attack, did, "device accepted the table: images hashing to cell 3 would fail (targeted denial)",
+                         False)
 
 
 ATTACKS: tuple[Callable[[], AttackOutcome], ...] = (

@@ -84,9 +84,9 @@ from .base import (
     check_float,
     check_hash,
     check_int,
+    check_voucher,
     frozen_record,
     unique_rows,
-    check_voucher,
 )
 from .blinded_table import BlindedTable, ServerTableState, build_blinded_table
 from .ideal import (
