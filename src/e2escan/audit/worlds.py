@@ -174,7 +174,7 @@ def build_worlds(protocol: Protocol, params: ProtocolParams, accounts: int, rng:
             relay.submit(name, "peer", envelope, voucher)
             member, distance = matcher(item.phash)
             truths[name].append(VoucherTruth(name, index, item.image, item.phash.data, item.payload, bool(member),
-                                             int(distance), client.last_was_synthetic, openings(item.phash)))
+                                             int(distance), client.last_was_synthetic, openings(item.phash, bool(member))))
         over[name] = bool(relay.reveal(name).over_threshold) and protocol.threshold(params) is not None
     real = read_real_world(relay, names)
     real.over_threshold.update(over)

@@ -316,13 +316,13 @@ class Protocol(abc.ABC):
 
     def expected_openings(
         self, database: HashArray, params: ProtocolParams
-    ) -> Callable[[PerceptualHash], int]:
-        """``h -> `` how many parts of a real voucher for ``h`` open at the server (ground truth for the audit).
+    ) -> Callable[[PerceptualHash, bool], int]:
+        """``(h, matched) -> `` how many parts of a real voucher for ``h`` open at the server (audit ground truth).
 
-        Default: 1 for a match of :meth:`plaintext_matcher`, else 0.
+        ``matched`` is :meth:`plaintext_matcher`'s verdict, which the caller
+        already has. Default: 1 for a match, else 0 (no second database scan).
         """
-        match = self.plaintext_matcher(database, params)
-        return lambda h: int(match(h)[0])
+        return lambda h, matched: int(matched)
 
     def plaintext_matcher(
         self, database: HashArray, params: ProtocolParams

@@ -189,7 +189,7 @@ class TpsiAdMultiprobeProtocol(TpsiAdProtocol):
         self._check_params(params)
         return TpsiAdMultiprobeScanner(self.name, self.PUBLIC_MAGIC, public, params)
 
-    def expected_openings(self, database: HashArray, params: Any) -> Callable[[PerceptualHash], int]:
+    def expected_openings(self, database: HashArray, params: Any) -> Callable[[PerceptualHash, bool], int]:
         """Pairs a real voucher opens: the database hashes among its probes (fixed ``probe_order``, no hint)."""
         self._check_params(params)
         assert isinstance(params, TpsiAdMultiprobeParams)
@@ -197,7 +197,9 @@ class TpsiAdMultiprobeProtocol(TpsiAdProtocol):
         order = params.probe_order or tuple(range(database.bits))
         masks = _flip_masks(database.bits, list(order[: params.probe_bits]), params.probe_bits)
 
-        def openings(h: PerceptualHash) -> int:
+        def openings(h: PerceptualHash, matched: bool) -> int:
+            if not matched:
+                return 0
             base = np.frombuffer(h.data, dtype=np.uint8)
             return sum((base ^ m).tobytes() in members for m in masks)
 

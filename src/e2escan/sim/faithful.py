@@ -428,7 +428,7 @@ def _send(msg: PlannedMessage, devices, content, scanner, images, known_uids, ma
     )
     account = truths.setdefault(sender.device_id, [])
     account.append(VoucherTruth(sender.device_id, len(account), ref.uid, h.data, scanner.last_payload, bool(match),
-                                int(distance), synthetic, int(openings(h))))
+                                int(distance), synthetic, int(openings(h, bool(match)))))
     if ref.known:
         known_uids.add(ref.uid)
     touched.add(msg.sender)
