@@ -2,13 +2,18 @@
 
 It follows the protocol interface exactly, so the simulator cannot tell it
 from a registered protocol; its behaviour is simple enough to compute expected
-metrics by hand.
+metrics by hand. With ``synthetic_probability > 0`` the client sends a
+*synthetic* voucher in place of a real one with that probability, as tpsi-ad
+does: the server never counts it toward the threshold (here it is marked in the
+clear, since the fake hides nothing).
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
 from e2escan.hashing import HashArray, PerceptualHash
 from e2escan.errors import ProtocolError
@@ -26,6 +31,9 @@ LEAKAGE = LeakageProfile(
 class Params:
     threshold: int = 2
     radius: int = 0
+    synthetic_probability: float = 0.0
+    synthetic_capacity: int = 0
+    dedup: str = "none"  # every copy is a fresh voucher with its own synthetic coin
 
 
 @dataclass(frozen=True)
@@ -47,10 +55,10 @@ class Server:
         self.records: dict[str, list[dict]] = {}
 
     def ingest(self, account: str, voucher: bytes) -> bytes:
-        bits, = struct.unpack(">H", voucher[:2])
-        h = PerceptualHash(bits, voucher[2 : 2 + bits // 8])
-        payload = voucher[2 + bits // 8 :]
-        hit = int(self.db.distances_to(h).min()) <= self.params.radius
+        synthetic, bits = struct.unpack(">BH", voucher[:3])
+        h = PerceptualHash(bits, voucher[3 : 3 + bits // 8])
+        payload = voucher[3 + bits // 8 :]
+        hit = int(self.db.distances_to(h).min()) <= self.params.radius and not synthetic
         if hit:
             self.matched.setdefault(account, []).append(payload)
         self.records.setdefault(account, []).append({"is_match": hit, "length": len(voucher)})
@@ -69,10 +77,18 @@ class Server:
 
 
 class Client:
-    last_was_synthetic = False
+    def __init__(self, params: Params) -> None:
+        self.params = params
+        self.last_was_synthetic = False
+        self.coin_source: Callable[[bytes], int] | None = None  # set by the simulator: seeded coins
+        self._synthetic = 0
 
     def scan(self, h: PerceptualHash, payload: bytes = b"") -> bytes:
-        return struct.pack(">H", h.bits) + h.data + payload
+        p = self.params
+        coin = self.coin_source(h.data) if self.coin_source is not None else int.from_bytes(os.urandom(8), "big")
+        self.last_was_synthetic = (coin < p.synthetic_probability * 2**64 and self._synthetic < p.synthetic_capacity)
+        self._synthetic += self.last_was_synthetic
+        return struct.pack(">BH", self.last_was_synthetic, h.bits) + h.data + payload
 
 
 def server_setup(database: HashArray, params: Params):
@@ -80,7 +96,7 @@ def server_setup(database: HashArray, params: Params):
 
 
 def client(public: bytes, params: Params) -> Client:
-    return Client()
+    return Client(params)
 
 
 def plaintext_matcher(database: HashArray, params: Params):

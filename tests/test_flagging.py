@@ -158,6 +158,35 @@ def test_binomial_tail_matches_exact_rational_sum(n, p, t):
         assert direct == pytest.approx(float(exact), rel=1e-11, abs=0)
 
 
+def _random_cases(count: int, seed: int):
+    import random
+
+    rng = random.Random(seed)
+    cases = [(161, 0.44197801596285163, 92), (321, 0.41765044307265065, 178)]  # the worst cases seen
+    while len(cases) < count:
+        n = rng.randint(1, 400)
+        p = min(10 ** rng.uniform(-14, 0) if rng.random() < 0.8 else rng.uniform(0.001, 0.999), 0.999999)
+        cases.append((n, p, rng.randint(1, n)))
+    return cases
+
+
+def test_documented_error_bound_holds_on_random_cases():
+    """The docstring's bound, 2e-14 * max(1, |ln P|), on seeded random cases against exact rational sums.
+
+    The same check at the bound it replaced ("a few 1e-15", taken as 4e-15) fails on the worst cases.
+    """
+    worst = 0.0
+    for n, p, t in _random_cases(150, 7):
+        exact = exact_binomial_tail(n, p, t)
+        if exact == 0:
+            continue
+        expected_ln = ln_fraction(exact)
+        err = abs(log10_false_flag_probability(n, p, t) * LN10 - expected_ln) / max(1.0, abs(expected_ln))
+        worst = max(worst, err)
+    assert worst <= 2e-14
+    assert worst > 4e-15  # the old docstring's bound is too tight
+
+
 def test_exact_cases_reach_far_tails():
     """The exact comparison above covers 1e-100 and far beyond, not just easy values."""
     logs = [log10_false_flag_probability(n, p, t) for n, p, t in SMALL_CASES]

@@ -329,8 +329,11 @@ def log10_false_flag_probability(images: Any, per_image_rate: Any, threshold: An
 def false_flag_probability(images: Any, per_image_rate: Any, threshold: Any) -> Any:
     """P[Bin(images, per_image_rate) >= threshold]: an innocent account reaches the threshold.
 
-    Exact binomial upper tail (independent images), with a relative error of a
-    few 1e-15 times ``max(1, |ln P|)``. Edge cases: ``threshold <= 0`` gives 1,
+    Exact binomial upper tail (independent images), with a relative error below
+    ``2e-14 * max(1, |ln P|)``: the worst of 9,000 seeded random cases against
+    exact rational sums (``n <= 400``) was ``1.4e-14 * max(1, |ln P|)``, in the
+    body of the distribution (``n = 161, p = 0.44, t = 92``); in far tails it is
+    nearer ``4e-15 * |ln P|`` (``tests/test_flagging.py``). Edge cases: ``threshold <= 0`` gives 1,
     ``threshold > images`` gives 0, ``per_image_rate`` 0 gives 0 and 1 gives 1
     (for ``1 <= threshold <= images``). Results below about 1e-308 underflow to
     0; use :func:`log10_false_flag_probability` for those. A float for scalar

@@ -4,15 +4,21 @@ It answers population-scale questions (hundreds of millions of accounts) that
 the faithful path cannot run, with the same metrics and output format. The
 model, per replicate:
 
-* every image is matched independently given the calibration: a known image
-  after transformation ``s`` matches with ``recall(s, r)``; a fresh innocent
-  image with ``p_fp = 1 - (1 - q(r))^D`` (``q``: calibrated collision
-  probability of one pair, ``D``: database size); a forward of a popular
-  image can match only if that popular image does (drawn once per replicate
-  with ``p_fp``), so false matches of viral images are correlated across
-  accounts as in the faithful path, and a forward is sent with a transform of
-  the scenario's mix and still matches with that transform's calibrated
-  recall (forwards are drawn per popular image and transform);
+* a fresh innocent image (sent with any transform) falsely matches with
+  ``p_fp``: measured directly on the calibration's images against random
+  ``D``-subsets of the others where its data reach, else ``1 - (1 - q(r))^D``
+  (``q``: calibrated collision probability of one pair, ``D``: database size);
+* a copy is a deterministic function of its image and transform, so whether it
+  matches is drawn once per replicate per *(image, transform) unit*, not per
+  copy. For popular image ``i`` (forwards): the original matches with ``p_fp``
+  (``M_i``); the copy sent with transform ``k`` matches with the transform's
+  calibrated recall ``r_k`` when ``M_i``, else with ``q_k = p_fp (1 - r_k) / (1 -
+  p_fp)`` (a copy that left its original's neighbourhood is a fresh image to
+  the database), so every forward's marginal false-match rate is ``p_fp`` as on
+  the faithful path, and false matches of viral images are correlated across
+  accounts. For known image ``j`` (offenders): the copy with transform ``k``
+  matches with ``r_k``. A matching copy keeps its original's hash with
+  probability ``r_k(0) / r_k(r)``;
 * messages per account-day are Poisson (or fixed), images are a binomial share
   of them. With Poisson traffic, Poisson thinning makes an innocent account's
   false matches Poisson(lambda * p_img) independent of its other images, so
@@ -26,10 +32,13 @@ model, per replicate:
   synthetic voucher opens like a match and never counts toward the threshold,
   so a matching image counts with probability ``1 - synthetic_probability``.
   Per-image false-positive and false-negative rates are of the hash match, as
-  on the faithful path. With ``dedup = "hash"`` an innocent account's exact
-  copies of one matching popular image count once toward ``t``; transformed
-  copies (hashes of their own) each count, an upper bound. Offenders' resent
-  copies are not deduplicated;
+  on the faithful path;
+* ``dedup = "hash"`` (copies of one hash count once toward ``t``): an
+  account's copies of one unit count once, and copies that kept the
+  original's hash count once with it, for innocents' forwards and offenders'
+  known images alike. Transforms drawn with randomness (noise, a random crop
+  position) give every copy a hash of its own on the faithful path; the model
+  counts them once, so with such transforms in the mix it undercounts;
 * ``innocent_flag_expectation`` gives the closed-form expectation over the
   viral draws of innocent accounts flagged at ``t = 1``, the probability of a
   viral false match and its conditional impact (``metrics["model"]``);
@@ -114,24 +123,59 @@ class Probabilities:
     radius: int
     threshold: int
     p_fresh: float  # a fresh innocent image falsely matches
-    p_popular: np.ndarray  # per popular image: does it match (drawn once per replicate)
+    p_popular: np.ndarray  # per popular image: does its original match (drawn once per replicate)
     popular_share: np.ndarray  # popularity distribution
     recall: float  # a known image (after the transform mix) matches
     p_innocent_image: float  # an innocent image matches, averaged over fresh/forwarded
     synthetic: float = 0.0  # a voucher is synthetic (threshold protocols): it opens but never counts toward t
     synthetic_capacity: int = 0  # most synthetic vouchers per device
-    #: A forward is sent with transform k of the scenario's mix with probability ``spec_weight[k]`` and then
-    #: still matches (when the popular image does) with probability ``spec_recall[k]``.
+    #: A copy is sent with transform k of the scenario's mix with probability ``spec_weight[k]``; a copy of a
+    #: matching original still matches with probability ``spec_recall[k]`` and then keeps the original's
+    #: hash with probability ``spec_same[k]``.
     spec_weight: np.ndarray = field(default_factory=lambda: np.ones(1))
     spec_recall: np.ndarray = field(default_factory=lambda: np.ones(1))
-    spec_exact: np.ndarray = field(default_factory=lambda: np.ones(1, dtype=bool))  # the untransformed spec
+    spec_same: np.ndarray = field(default_factory=lambda: np.ones(1))
     dedup: bool = False  # copies of one hash count once toward t (tpsi-ad's dedup = "hash")
     forward_share: float = 0.0
+    #: Per popular image and transform (``(P, K)``), drawn once per replicate: does that copy match, and does
+    #: it keep its original's hash. ``None``: derived from ``p_popular`` as ``M_i & (recall draw)`` would be
+    #: with every recall 1 (tests that build the object by hand).
+    unit_match: np.ndarray | None = None
+    unit_same: np.ndarray | None = None
 
     @property
     def p_fresh_image(self) -> float:
         """An innocent image is fresh (not a forward) and falsely matches."""
         return (1.0 - self.forward_share) * self.p_fresh
+
+    def units(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(match, same)``, each ``(P, K)``."""
+        if self.unit_match is not None:
+            same = self.unit_same if self.unit_same is not None else self.unit_match
+            return self.unit_match, same
+        match = np.repeat(np.asarray(self.p_popular, dtype=bool)[:, None], self.spec_weight.size, axis=1)
+        return match, match
+
+    def stray_probability(self) -> np.ndarray:
+        """``q_k``: a copy with transform ``k`` of a popular image whose original does not match, matches."""
+        if self.p_fresh >= 1.0:
+            return np.ones_like(self.spec_recall)
+        return self.p_fresh * (1.0 - self.spec_recall) / (1.0 - self.p_fresh)
+
+
+def draw_units(rng: np.random.Generator, originals: np.ndarray, recall: np.ndarray, same: np.ndarray,
+               stray: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per (image, transform): does the copy match, and does it keep its original's hash.
+
+    ``originals[i]``: image ``i``'s original matches. A copy with transform
+    ``k`` then matches with ``recall[k]`` (and keeps the original's hash with
+    ``same[k]``), else with ``stray[k]`` (a hash of its own).
+    """
+    n, k = originals.size, recall.size
+    u = rng.random((n, k))
+    match = np.where(originals[:, None], u < recall[None, :], u < np.broadcast_to(stray, (k,))[None, :])
+    keeps = originals[:, None] & match & (rng.random((n, k)) < same[None, :])
+    return match, keeps
 
 
 def probabilities(
@@ -149,20 +193,23 @@ def probabilities(
     weights = np.array([x.weight for x in scenario.content.transforms], dtype=float)
     weights /= weights.sum()
     recalls = np.array([cal.recall(x.spec, radius) for x in scenario.content.transforms])
-    exact = np.array([x.spec == "none" for x in scenario.content.transforms], dtype=bool)
+    at_zero = np.array([cal.recall(x.spec, 0) for x in scenario.content.transforms])
+    same = np.divide(at_zero, recalls, out=np.zeros_like(recalls), where=recalls > 0)
     recall = float((weights * recalls).sum())
     ranks = np.arange(1, t.popular_images + 1, dtype=float)
     share = ranks ** -t.popularity_exponent
     share /= share.sum()
     popular_match = rng.random(t.popular_images) < p_fresh
-    # A forward is transformed like any sent image: it matches when its popular image does *and* the
-    # transformed copy stays within the radius (the calibrated recall of that transform).
-    p_img = (1 - t.forward_share) * p_fresh + t.forward_share * float((share * popular_match).sum()) * recall
     synthetic = float(getattr(params, "synthetic_probability", 0.0))
     capacity = int(getattr(params, "synthetic_capacity", 0))
     dedup = copies_once and threshold > 1
-    return Probabilities(radius, threshold, p_fresh, popular_match, share, recall, p_img, synthetic, capacity,
-                         weights, recalls, exact, dedup, t.forward_share)
+    prob = Probabilities(radius, threshold, p_fresh, popular_match, share, recall, 0.0, synthetic, capacity,
+                         weights, recalls, same, dedup, t.forward_share)
+    # A forward is a copy of a popular image sent with a transform of the mix: it matches as its unit does.
+    prob.unit_match, prob.unit_same = draw_units(rng, popular_match, recalls, same, prob.stray_probability())
+    prob.p_innocent_image = (1 - t.forward_share) * p_fresh + t.forward_share * float(
+        (share[:, None] * weights[None, :] * prob.unit_match).sum())
+    return prob
 
 
 def run_statistical(
@@ -331,16 +378,15 @@ def _innocent_accounts(s: Scenario, prob: Probabilities, n_inn: int, lam: float,
     accounts, day_of, unit = accounts[order], day_of[order], unit[order]
     _, start, counts = np.unique(accounts, return_index=True, return_counts=True)  # every matching image
     if prob.dedup:
-        # dedup = "hash": exact copies of one popular image count once toward t (its first copy, the
-        # earliest); transformed copies have hashes of their own and each counts (an upper bound).
-        exact_units = {u for u, _ in units if u >= 0 and prob.spec_exact[u % prob.spec_exact.size]}
-        if exact_units:
-            exact_rows = np.flatnonzero(np.isin(unit, list(exact_units)))
-            key = accounts[exact_rows].astype(np.int64) * (max(u for u, _ in units) + 1) + unit[exact_rows]
+        # dedup = "hash": an account's copies of one hash count once toward t (the earliest copy counts).
+        rows = np.flatnonzero(unit >= 0)
+        if rows.size:
+            keys = _hash_keys(unit[rows], prob.units()[1])
+            key = accounts[rows].astype(np.int64) * (int(keys.max()) + 1) + keys
             # Rows are sorted by (account, day), so the first row of each key is the earliest copy.
-            first_rows = exact_rows[np.unique(key, return_index=True)[1]]
+            first_rows = rows[np.unique(key, return_index=True)[1]]
             keep = np.ones(accounts.size, dtype=bool)
-            keep[exact_rows] = False
+            keep[rows] = False
             keep[first_rows] = True
             accounts, day_of = accounts[keep], day_of[keep]
     _, start, genuine_counts = np.unique(accounts, return_index=True, return_counts=True)
@@ -361,27 +407,33 @@ def crossing_days(day_of: np.ndarray, start: np.ndarray, counts: np.ndarray, t: 
 def innocent_flag_expectation(n_inn: int, images_per_account: float, prob: Probabilities) -> dict[str, float | None]:
     """Closed form, over the viral draws, of innocent accounts flagged at ``t = 1`` (Poisson traffic).
 
-    An innocent account sends Poisson(``images_per_account``) images over the
-    run. It is flagged when it sends at least one genuine (non-synthetic)
+    An innocent account sends Poisson(``m = images_per_account``) images over
+    the run. It is flagged when it sends at least one genuine (non-synthetic)
     matching image: a fresh false match (rate ``L_f = m (1 - f) p (1 - s)``) or
-    a matching forward of a popular image ``i`` that matches
-    (``l_i = m f share_i sum_k w_k r_k (1 - s)``); popular image ``i`` matches
-    with probability ``p`` per replicate, independently. So
+    a forward from a matching unit. Unit ``(i, k)`` is sent at rate ``l_ik = m f
+    share_i w_k (1 - s)``; it matches with ``r_k`` when popular image ``i``'s
+    original does (probability ``p``) and with ``q_k`` otherwise, once per
+    replicate, so with ``a_ik = 1 - exp(-l_ik)``
 
-        E[flagged] = N (1 - exp(-L_f) prod_i (1 - p (1 - exp(-l_i))))
+        E[flagged] = N (1 - exp(-L_f) prod_i [(1 - p) prod_k (1 - q_k a_ik) + p prod_k (1 - r_k a_ik)])
 
-    The viral-day probability is ``1 - (1 - p)^P`` (some popular image
-    matches) and the conditional impact is ``E[flagged | some viral match] -
-    E[flagged | none]``. ``None`` for ``t > 1``, where no closed form is given.
+    The viral-day probability is that of at least one matching unit,
+    ``1 - prod_i [(1 - p) prod_k (1 - q_k) + p prod_k (1 - r_k)]``, and the
+    conditional impact is ``E[flagged | some matching unit] - E[flagged | none]``
+    (with no matching unit only fresh images can flag). ``None`` for ``t > 1``,
+    where no closed form is given.
     """
     p, s_ = prob.p_fresh, prob.synthetic
+    r, q = prob.spec_recall, prob.stray_probability()
     fresh = images_per_account * prob.p_fresh_image * (1 - s_)
-    lam_i = images_per_account * prob.forward_share * prob.popular_share * float(
-        (prob.spec_weight * prob.spec_recall).sum()) * (1 - s_)
-    viral_day = float(-np.expm1(prob.popular_share.size * np.log1p(-p))) if p < 1 else 1.0
+    lam = images_per_account * prob.forward_share * (1 - s_) * prob.popular_share[:, None] * prob.spec_weight[None, :]
+    a = -np.expm1(-lam)
+    no_unit = (1 - p) * np.prod(1 - q) + p * np.prod(1 - r)
+    viral_day = float(-np.expm1(prob.popular_share.size * np.log(no_unit))) if no_unit > 0 else 1.0
     if prob.threshold != 1:
         return {"expected_innocent_flagged": None, "viral_day_probability": viral_day, "viral_day_impact": None}
-    log_none = float(np.log1p(-p * -np.expm1(-lam_i)).sum()) if p < 1 else float(-lam_i.sum())
+    none_i = (1 - p) * np.prod(1 - q[None, :] * a, axis=1) + p * np.prod(1 - r[None, :] * a, axis=1)
+    log_none = float(np.log(none_i).sum()) if np.all(none_i > 0) else -np.inf
     expected = n_inn * float(-np.expm1(-fresh + log_none))
     quiet = n_inn * float(-np.expm1(-fresh))
     impact = (expected - (1 - viral_day) * quiet) / viral_day - quiet if viral_day > 0 else 0.0
@@ -409,42 +461,86 @@ def innocent_flag_replicates(scenario: Scenario, replicates: int, protocol: Any 
 
 
 def _viral_units(prob: Probabilities) -> list[tuple[int, float]]:
-    """``(unit, per-image rate)`` of every (matching popular image, transform) pair: unit = i * K + k."""
-    k_specs = prob.spec_weight.size
+    """``(unit, per-image rate)`` of every matching (popular image, transform) unit: unit = i * K + k."""
+    match, _ = prob.units()
+    k_specs = match.shape[1]
     out = []
-    for i in np.flatnonzero(prob.p_popular):
-        for k in range(k_specs):
-            rate = prob.forward_share * float(prob.popular_share[i]) * float(prob.spec_weight[k]) * float(prob.spec_recall[k])
-            if rate > 0:
-                out.append((int(i) * k_specs + k, rate))
+    for i, k in zip(*np.nonzero(match)):
+        rate = prob.forward_share * float(prob.popular_share[i]) * float(prob.spec_weight[k])
+        if rate > 0:
+            out.append((int(i) * k_specs + int(k), rate))
     return out
 
 
+def _hash_keys(unit: np.ndarray, same: np.ndarray) -> np.ndarray:
+    """One key per distinct hash: unit ``i * K + k``, or ``i * K + K`` (+ offset) when the copy kept image i's hash."""
+    k_specs = same.shape[1]
+    i, k = np.divmod(unit, k_specs)
+    return np.where(same[i, k], i * (k_specs + 1) + k_specs, i * (k_specs + 1) + k)
+
+
 def _offenders(s: Scenario, prob: Probabilities, n_off: int, lam: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Offenders day by day: images, known images (each a copy of database entry j with transform k), matches.
+
+    A known copy matches as its (entry, transform) unit does, drawn once per
+    replicate with the transform's recall (the same copy sent twice matches
+    twice or never). Under dedup an offender's copies of one hash count once
+    toward t; every matching image counts in ``matches`` (the histogram).
+    """
     tr, ct = s.traffic, s.content
     z = lambda: np.zeros(n_off, dtype=np.int64)
-    out = {k: z() for k in ("images", "known", "known_matched", "false", "matches", "counted")}
+    out = {k: z() for k in ("images", "known", "known_matched", "false", "matches")}
     out["first_known_day"] = np.full(n_off, -1)
-    out["cross_day"] = np.full(n_off, -1)
     m = int(round(tr.messages_per_day * tr.offender_activity))
+    k_specs = prob.spec_weight.size
+    who, when, entry, spec, false_who, false_when = [], [], [], [], [], []
     for d in range(s.days):
         if tr.distribution == "poisson":
             imgs = rng.poisson(lam, n_off)
         else:
             imgs = rng.binomial(m, tr.image_share, n_off)
         known = rng.binomial(imgs, ct.offender_known_share)
-        known_matched = rng.binomial(known, prob.recall)
         false = rng.binomial(imgs - known, prob.p_innocent_image)
-        for key, v in (("images", imgs), ("known", known), ("known_matched", known_matched), ("false", false)):
+        for key, v in (("images", imgs), ("known", known), ("false", false)):
             out[key] += v
         out["first_known_day"][(out["first_known_day"] < 0) & (known > 0)] = d
-        out["matches"] += known_matched + false
-        counted = known_matched + false
-        if prob.synthetic > 0:
-            counted = rng.binomial(counted, 1.0 - prob.synthetic)  # synthetic vouchers never count toward t
-        before = out["counted"] < prob.threshold
-        out["counted"] += counted
-        out["cross_day"][before & (out["counted"] >= prob.threshold)] = d
+        n_known = int(known.sum())
+        who.append(np.repeat(np.arange(n_off), known))
+        when.append(np.full(n_known, d))
+        entry.append(rng.integers(0, max(ct.database_size, 1), size=n_known))
+        spec.append(rng.choice(k_specs, size=n_known, p=prob.spec_weight))
+        false_who.append(np.repeat(np.arange(n_off), false))
+        false_when.append(np.full(int(false.sum()), d))
+    who, when, entry, spec = (np.concatenate(x).astype(np.int64) for x in (who, when, entry, spec))
+    # One draw per distinct (entry, transform) unit sent in this replicate.
+    units, inverse = np.unique(entry * k_specs + spec, return_inverse=True)
+    u_k = units % k_specs
+    unit_match = rng.random(units.size) < prob.spec_recall[u_k]
+    unit_same = unit_match & (rng.random(units.size) < prob.spec_same[u_k])
+    matched = unit_match[inverse]
+    out["known_matched"] = np.bincount(who[matched], minlength=n_off)
+    out["matches"] = out["known_matched"] + out["false"]
+    # Rows that count toward t: matching known copies (one key per hash) and innocent images' false matches
+    # (each a hash of its own: negative keys).
+    key = np.where(unit_same[inverse], entry * (k_specs + 1) + k_specs, entry * (k_specs + 1) + spec)[matched]
+    f_who, f_when = np.concatenate(false_who).astype(np.int64), np.concatenate(false_when).astype(np.int64)
+    acc = np.r_[who[matched], f_who]
+    day_of = np.r_[when[matched], f_when]
+    key = np.r_[key, -1 - np.arange(f_who.size)]
+    order = np.lexsort((day_of, acc))
+    acc, day_of, key = acc[order], day_of[order], key[order]
+    if prob.dedup and acc.size:
+        # The first row of each (offender, key) is its earliest copy (rows are sorted by offender, then day).
+        composite = acc * (int(key.max()) + f_who.size + 2) + (key + f_who.size + 1)
+        first = np.sort(np.unique(composite, return_index=True)[1])
+        acc, day_of = acc[first], day_of[first]
+    if prob.synthetic > 0:
+        genuine = _genuine(rng, acc.size, prob.synthetic)  # a synthetic voucher never counts toward t
+        acc, day_of = acc[genuine], day_of[genuine]
+    ids, start, counts = np.unique(acc, return_index=True, return_counts=True)
+    over = counts >= prob.threshold
+    out["cross_day"] = np.full(n_off, -1)
+    out["cross_day"][ids[over]] = crossing_days(day_of, start, counts, prob.threshold)
     return out
 
 
