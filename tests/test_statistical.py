@@ -374,3 +374,34 @@ def test_flag_day_distribution_matches_the_closed_form(ahash_calibration, monkey
 
     monkeypatch.setattr(statistical, "crossing_days", first_match_day)
     assert not flag_days_match_the_closed_form(_flag_days(ahash_calibration, 3), 3)
+
+
+def test_false_match_probability_keeps_the_dependence_between_database_entries():
+    """Against brute force over every database subset; the independence formula misses clustered corpora.
+
+    Twelve 64-bit hashes: six in one tight cluster, six scattered. An image in the cluster is near five
+    others, a scattered one near none, and averaging over that heterogeneity gives less than
+    1 - (1 - q)^3 with q the pooled pair probability (the function is concave in the pair count).
+    """
+    from itertools import combinations
+
+    rng = np.random.default_rng(3)
+    centre = rng.integers(0, 2, size=64)
+    bits = []
+    for _ in range(6):
+        b = centre.copy()
+        b[rng.choice(64, size=1, replace=False)] ^= 1
+        bits.append(b)
+    bits += [rng.integers(0, 2, size=64) for _ in range(6)]
+    packed = np.packbits(np.array(bits, dtype=np.uint8), axis=1)
+    hashes = tuple(bytes(row).hex() for row in packed)
+    d = np.array([[int(np.sum(np.array(bits[i]) != np.array(bits[j]))) for j in range(12)] for i in range(12)])
+    unrelated = np.bincount(d[np.triu_indices(12, 1)], minlength=65)
+    cal = Calibration("ahash", 64, 64, "png", tuple(int(x) for x in unrelated), {"identity": (1,) + (0,) * 64},
+                      "test", 0, hashes=hashes)
+    radius, size = 4, 3
+    brute = np.mean([np.mean([float(min(d[i, j] for j in subset) <= radius)
+                              for subset in combinations([j for j in range(12) if j != i], size)]) for i in range(12)])
+    assert cal.false_match_probability(radius, size) == pytest.approx(brute, rel=1e-12)
+    q = cal.collision_probability(radius)
+    assert 1 - (1 - q) ** size > 1.15 * brute  # what the old formula gave
