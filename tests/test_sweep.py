@@ -230,8 +230,11 @@ def test_sweep_folder_is_tidy(clean_run):
 
 
 def test_a_failing_point_is_reported_and_the_others_finish(tmp_path, capsys):
-    empty = tmp_path / "empty-corpus"
+    # Enough files to pass validation before the run, none of them an image: the point fails while running.
+    empty = tmp_path / "broken-corpus"
     empty.mkdir()
+    for i in range(60):
+        (empty / f"img{i:02d}.png").write_bytes(b"not an image")
     body = f'name = "f"\nscenario = "tiny.toml"\n[grid]\n"content.corpus" = ["synthetic", {json.dumps(str(empty))}]\n'
     path = write_sweep(tmp_path, body)
     out = tmp_path / "out"

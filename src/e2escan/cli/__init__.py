@@ -43,8 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import shlex
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(words)
+    args.command_line = "e2escan " + shlex.join(words)  # recorded in manifests
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -20,13 +20,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--encoding", choices=("png", "jpeg"), default="png")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--out", required=True, metavar="FILE", help="the calibration JSON file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file (default: refuse)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    from ..images import parse_chain
+    from ..outputs import check_writable
+
+    for flag, value, low in (("--seed", args.seed, 0), ("--images", args.images, 2), ("--image-size", args.image_size, 8)):
+        if value < low:
+            raise ConfigError(f"{flag} {value}: must be >= {low}")
     (hasher,) = parse_hasher_specs(args.hasher)
     specs = [t for t in args.transforms.split(";") if t.strip()]
+    if not specs:
+        raise ConfigError("--transforms: no transformation given (e.g. 'none;jpeg:quality=80')")
+    for spec in specs:
+        parse_chain("identity" if spec.strip() in ("none", "identity") else spec)
+    out = Path(args.out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; give a file name such as {out / 'calibration.json'}")
+    check_writable(out.parent if str(out.parent) else Path("."), flag="--out")
+    if out.exists() and not args.force:
+        raise ConfigError(f"--out {out}: exists; choose another file or pass --force to overwrite it")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise ConfigError(f"--out {out}: is not writable")
     with tqdm(total=args.images * (len(specs) + 1), desc="calibrating", file=sys.stderr, disable=None) as bar:
         cal = calibrate(hasher.name, hasher.params(), transforms=specs, images=args.images, image_size=args.image_size,
                         encoding=args.encoding, seed=args.seed, progress=bar.update)

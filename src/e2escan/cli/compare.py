@@ -11,12 +11,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="compare two `e2escan run` results folders (prints and plots)")
     p.add_argument("a", metavar="DIR1")
     p.add_argument("b", metavar="DIR2")
-    p.add_argument("--out", metavar="DIR", help="where to write compare.csv and compare.png/svg (default: DIR2/compare)")
+    p.add_argument("--out", metavar="DIR", help="where to write compare.csv and compare.png/svg (default: DIR2/compare); "
+                   "a folder holding other results is refused unless --force")
+    p.add_argument("--force", action="store_true", help="clear a --out folder that holds other results first")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    from ..outputs import claim_output_dir
+
+    for d in (args.a, args.b):
+        if not (Path(d) / "summary.json").is_file() or not (Path(d) / "scenario.toml").is_file():
+            raise ConfigError(f"{d}: not an `e2escan run` results folder (no summary.json and scenario.toml); "
+                              "compare takes two run folders")
     out = args.out or f"{args.b}/compare"
+    identity = {"a": str(Path(args.a).resolve()), "b": str(Path(args.b).resolve())}
+    claim_output_dir(out, command="compare", identity=identity, force=args.force).prepare()
     table, _ = compare(args.a, args.b, out)
     print(table)
     print(f"\nwritten: {out}/compare.csv, compare.png, compare.svg")

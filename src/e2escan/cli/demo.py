@@ -33,9 +33,36 @@ def run_adversarial() -> int:
     return 0 if all(o.held for o in outcomes) else 1
 
 
+def _check_relay_db(path: str) -> None:
+    """A relay file must be a folder-free, writable path holding nothing or an SQLite database."""
+    import os
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    from ..outputs import check_writable
+
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"--relay-db {path}: is a folder; give a file name for the relay's SQLite database")
+    check_writable(p.parent if str(p.parent) else Path("."), flag="--relay-db")
+    if p.exists():
+        with p.open("rb") as fh:
+            head = fh.read(16)
+        if head and head != b"SQLite format 3\x00":
+            raise ConfigError(f"--relay-db {path}: exists and is not an SQLite database; choose a new file name")
+        if not os.access(p, os.W_OK):
+            raise ConfigError(f"--relay-db {path}: is not writable")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.adversarial_relay:
         return run_adversarial()
+    from ..errors import ConfigError
+
+    if args.seed < 0:
+        raise ConfigError(f"--seed {args.seed}: must be >= 0")
+    if args.relay_db is not None:
+        _check_relay_db(args.relay_db)
     result = run_demo(args.relay_db, args.seed)
     rows = []
     for name, messages in result.received.items():

@@ -43,16 +43,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-unrelated-pairs", type=int, default=2_000_000, metavar="N",
                    help="sample at most N unrelated pairs (default 2,000,000; all pairs if fewer)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG/SVG figures")
+    p.add_argument("--force", action="store_true", help="clear a --out folder that holds other results first")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..outputs import claim_output_dir
+
     started = time.perf_counter()
     if args.workers < 0:
         raise ConfigError(f"--workers must be >= 0 (0 = every core), got {args.workers}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed {args.seed}: must be >= 0")
+    if args.max_unrelated_pairs < 1:
+        raise ConfigError(f"--max-unrelated-pairs {args.max_unrelated_pairs}: must be >= 1")
     corpus = open_corpus(args.corpus, seed=args.seed, size=args.image_size)
     hashers = parse_hasher_specs(args.hasher)
     chains = parse_transform_set(args.transforms)
+    identity = {
+        "corpus": args.corpus, "hashers": [h.spec for h in hashers], "transforms": [c.spec for c in chains],
+        "seed": args.seed, "image_size": list(args.image_size), "max_unrelated_pairs": args.max_unrelated_pairs,
+        "figures": not args.no_figures,
+    }  # fmt: skip
+    target = claim_output_dir(args.out, command="hash-eval", identity=identity, force=args.force)
     result = evaluate_hashers(
         corpus, hashers, chains, seed=args.seed, workers=args.workers or None,
         max_unrelated_pairs=args.max_unrelated_pairs, progress=None,
@@ -62,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed, "workers": args.workers, "image_size": list(args.image_size),
         "max_unrelated_pairs": args.max_unrelated_pairs,
     }  # fmt: skip
+    target.prepare()
     paths = write_hash_eval(result, args.out, command="e2escan hash-eval", started=started, config=config,
                             figures=not args.no_figures)  # fmt: skip
     headers, rows = result.table(1e-6)

@@ -66,6 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument(
         "--seed", type=int, default=0, help="seed passed to reproduce() (default 0; expected outputs use 0)"
     )
+    rep.add_argument("--force", action="store_true",
+                     help="clear a results folder that holds other results first (default: refuse)")
     rep.set_defaults(func=run_reproduce)
 
 
@@ -131,10 +133,19 @@ def run_reproduce(args: argparse.Namespace) -> int:
     if not papers:
         print("No papers to reproduce.")
         return 0
+    if args.seed < 0:
+        raise ConfigError(f"--seed {args.seed}: must be >= 0")
+    from ..outputs import claim_output_dir
+
+    # Every results folder is checked before any paper runs.
+    targets = {spec.name: claim_output_dir(_out_dir(args, spec.name), command="papers reproduce", force=args.force,
+                                           identity={"paper": spec.name, "mode": reproduction.mode_name(args.quick),
+                                                     "seed": args.seed})
+               for spec in papers}
     rows = []
     status = 0
     for spec in papers:
-        out_dir = _out_dir(args, spec.name)
+        out_dir = targets[spec.name].prepare()
         mode = reproduction.mode_name(args.quick)
         print(f"reproducing {spec.name} ({mode}) into {out_dir} ...", flush=True)
         try:

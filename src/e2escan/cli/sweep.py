@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "collect one tidy table (sweep.csv, sweep.parquet), costs, failures and summary figures.",
     )
     p.add_argument("sweep", help="a sweep file (TOML)")
-    p.add_argument("--out", metavar="DIR", help="results folder (default: results/sweeps/<sweep name>)")
+    p.add_argument("--out", metavar="DIR", help="results folder (default: results/sweeps/<sweep name>-<digest>); a "
+                   "folder holding other results is refused unless --force")
     p.add_argument("--workers", type=int, metavar="N",
                    help="worker processes of the local Dask cluster (default: one per CPU); "
                         "0 runs points one after another in this process, without Dask")
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "cluster; every worker must see --out at the same path")
     p.add_argument("--resume", action="store_true",
                    help="keep the finished points already in --out and run only the rest")
+    p.add_argument("--force", action="store_true", help="clear a --out folder that holds other results first")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                    help="override a field of the base scenario for every point, e.g. --set days=1 "
                         "(value parsed as TOML; applied after the sweep file's [set])")
@@ -50,7 +52,14 @@ def run(args: argparse.Namespace) -> int:
     if args.scheduler and args.workers is not None:
         raise ConfigError("--workers and --scheduler exclude each other: the scheduler's cluster has its own workers")
     sweep = load_sweep(args.sweep, overrides=dict(parse_override(t) for t in args.set))
-    out = Path(args.out) if args.out else Path("results") / "sweeps" / sweep.name
+    from ..outputs import claim_output_dir
+    from ..sim.config import to_dict
+
+    identity = {"base": to_dict(sweep.base), "points": sorted(p.point_id for p in sweep.points)}
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    out = Path(args.out) if args.out else Path("results") / "sweeps" / f"{sweep.name}-{digest}"
     merged = f", {sweep.duplicates_merged} repeated random draws merged" if sweep.duplicates_merged else ""
     print(f"e2escan sweep: {sweep.name}: {len(sweep.points)} points over {', '.join(sweep.keys)} "
           f"(base scenario {sweep.scenario_ref}{merged})", file=sys.stderr)
@@ -59,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
                            ["point", "point_id", *sweep.keys]))
         return 0
 
+    claim_output_dir(out, command="sweep", identity=identity, force=args.force, resume=args.resume).prepare()
     bar = None
 
     def on_start(total: int, finished: int) -> None:

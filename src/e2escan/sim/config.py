@@ -149,8 +149,14 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError as exc:
         raise ScenarioError(f"{path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise ScenarioError(f"{path}: is a folder; give a TOML file or the name of a shipped scenario") from exc
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not a text file (not UTF-8 at byte {exc.start}); a TOML file is expected") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
 
 def to_dict(obj: Any) -> Any:

@@ -12,6 +12,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from ..errors import ConfigError
+
 
 def default_cache_dir() -> Path:
     env = os.environ.get("E2ESCAN_CACHE_DIR")
@@ -31,13 +33,19 @@ class HashCache:
         self._db = None
         if path is not None:
             path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS hashes (hasher TEXT, digest BLOB, hash BLOB, extra INTEGER, "
-                "PRIMARY KEY (hasher, digest))"
-            )
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(str(path), isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS hashes (hasher TEXT, digest BLOB, hash BLOB, extra INTEGER, "
+                    "PRIMARY KEY (hasher, digest))"
+                )
+            except (OSError, sqlite3.Error) as exc:
+                raise ConfigError(
+                    f"hash cache {path}: unusable ({exc}); set E2ESCAN_CACHE_DIR to a writable folder, or pass "
+                    "--no-cache to run without it"
+                ) from None
         self._pending: list[tuple] = []
 
     @staticmethod

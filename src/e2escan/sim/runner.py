@@ -148,8 +148,12 @@ def run_scenario(
     cache_dir: Any = "default",
     protocol: Any = None,
     figures: bool = True,
+    command: str = "e2escan run",
 ) -> dict[str, Any]:
-    """Run every replicate (skipping finished ones when resuming) and write the aggregate folder."""
+    """Run every replicate (skipping finished ones when resuming) and write the aggregate folder.
+
+    ``command`` is recorded in the manifests (the CLI passes its whole command line, ``--set`` included).
+    """
     out = Path(out_dir)
     started = time.perf_counter()
     if protocol is None:
@@ -175,7 +179,7 @@ def run_scenario(
             if bar:
                 bar.close()
     summary = aggregate(scenario, summaries)
-    _write_aggregate(out, scenario, summary, summaries, started, figures)
+    _write_aggregate(out, scenario, summary, summaries, started, figures, command)
     return summary
 
 
@@ -317,7 +321,7 @@ def metrics_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _write_aggregate(out: Path, scenario: Scenario, summary: dict, summaries: list[dict], started: float,
-                     figures: bool = True) -> None:
+                     figures: bool = True, command: str = "e2escan run") -> None:
     from ..report.figures import scenario_figures
 
     write_json(out / "summary.json", summary)
@@ -327,5 +331,5 @@ def _write_aggregate(out: Path, scenario: Scenario, summary: dict, summaries: li
     write_csv(out / "costs.csv", [{"cost": k, "value": v} for k, v in summary["costs"].items()])
     if figures:
         scenario_figures(out, summary, summaries)
-    write_manifest(out, command="e2escan run", seed=scenario.seed, config=to_dict(scenario), started=started,
+    write_manifest(out, command=command, seed=scenario.seed, config=to_dict(scenario), started=started,
                    extra={"replicates": len(summaries), "scenario_digest": scenario_digest(scenario)})

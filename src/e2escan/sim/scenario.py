@@ -267,6 +267,38 @@ def validate_components(scenario: Scenario) -> None:
         raise ScenarioError(f"protocol.params: {exc}") from None
     except E2escanError as exc:
         raise ScenarioError(f"protocol.params: {exc}") from None
+    validate_inputs(scenario)
+
+
+def validate_inputs(scenario: Scenario) -> None:
+    """Transform specs parse, a directory corpus exists and is large enough, a calibration loads and fits.
+
+    Everything a run reads besides the scenario itself, checked before any
+    output folder is touched.
+    """
+    from ..errors import E2escanError
+    from ..images import DirectoryCorpus
+    from .content import chain_for
+
+    for i, t in enumerate(scenario.content.transforms):
+        try:
+            chain_for(t.spec)
+        except E2escanError as exc:
+            raise ScenarioError(f"content.transforms[{i}].spec: {exc}") from None
+    cfg = scenario.content
+    if cfg.corpus != "synthetic":
+        try:
+            size = len(DirectoryCorpus(cfg.corpus))
+        except E2escanError as exc:
+            raise ScenarioError(f"content.corpus: {exc}") from None
+        need = cfg.database_size + scenario.traffic.popular_images + 1
+        if size < need:
+            raise ScenarioError(f"content.corpus: {cfg.corpus!r} holds {size} files; the scenario needs at least "
+                                f"{need} (database_size + traffic.popular_images + 1)")
+    if scenario.engine == "statistical":
+        from .statistical import load_calibration
+
+        load_calibration(scenario)
 
 
 def shipped_scenarios_dir() -> Path:

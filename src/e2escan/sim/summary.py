@@ -29,8 +29,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     pi, ac, rv, c = m["per_image"], m["accounts"], m["review"], summary["costs"]
     params = ", ".join(f"{k}={v}" for k, v in summary["protocol_params"].items()) or "defaults"
     head = (f"{summary['scenario']}: protocol {summary['protocol']} ({params}), hasher {summary['hasher']}, "
-            f"{ac.get('accounts_per_replicate', ac['accounts']):,} accounts, seed {summary['seed']}, "
-            f"{summary['replicates']} replicate(s)")
+            f"{ac.get('accounts_per_replicate', ac['accounts']):,} accounts x {summary['replicates']} "
+            f"replicate{'s' if summary['replicates'] != 1 else ''}, seed {summary['seed']}")
     rows = [
         ("images sent", f"{pi['images']:,}", f"{pi['known_images']:,} known, {pi['innocent_images']:,} innocent"),
         ("per-image false-positive rate", _rate(pi["false_positive"]), _ci(pi["false_positive"])),

@@ -165,7 +165,7 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Swe
     except E2escanError as exc:
         raise ConfigError(str(exc)) from None
     return sweep_from_dict(data, base_dir=path.parent, where=str(path), overrides=overrides,
-                           source_text=path.read_text())
+                           source_text=path.read_text(encoding="utf-8"))
 
 
 def sweep_from_dict(data: dict[str, Any], *, base_dir: str | Path = ".", where: str = "sweep",
