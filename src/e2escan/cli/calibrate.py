@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from tqdm import tqdm
 
 from ..hashing.hashers import parse_hasher_specs
 from ..sim.calibration import calibrate
@@ -50,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: exists; choose another file or pass --force to overwrite it")
     if out.exists() and not os.access(out, os.W_OK):
         raise ConfigError(f"--out {out}: is not writable")
-    with tqdm(total=args.images * (len(specs) + 1), desc="calibrating", file=sys.stderr, disable=None) as bar:
+    from ..progress import progress_bar
+
+    with progress_bar(args.images * (len(specs) + 1), "calibrating", "images") as bar:
         cal = calibrate(hasher.name, hasher.params(), transforms=specs, images=args.images, image_size=args.image_size,
                         encoding=args.encoding, seed=args.seed, progress=bar.update)
     cal.save(args.out)

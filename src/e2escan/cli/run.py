@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..outputs import claim_output_dir
 from ..sim.config import to_dict
 from ..sim.runner import run_scenario, scenario_digest
@@ -90,10 +88,14 @@ def run(args: argparse.Namespace) -> int:
                      legacy=legacy_identity).prepare()
 
     def bar(rep: int, label: str):
-        from ..sim.traffic import TrafficPlanner  # noqa: F401  (keeps the import cost out of --help)
+        from ..progress import progress_bar
 
+        if scenario.engine == "statistical":  # the statistical path reports innocent accounts sampled
+            innocent = scenario.population.accounts - round(scenario.population.offender_share * scenario.population.accounts)
+            return progress_bar(innocent, label, "accounts", leave=False)
         expected = int(scenario.population.accounts * scenario.traffic.messages_per_day * scenario.days)
-        return tqdm(total=expected, desc=label, unit="msg", file=sys.stderr, disable=None, leave=False)
+        return progress_bar(expected, label, "messages", estimate=scenario.traffic.distribution == "poisson",
+                            leave=False)
 
     print(f"e2escan run: {scenario.name} ({path})", file=sys.stderr)
     if args.resume:

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     from ..errors import ConfigError
     from ..report import format_table
@@ -75,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
         nonlocal bar
         if finished:
             print(f"resuming: {finished} of {total} points already finished in {out}/", file=sys.stderr)
-        bar = tqdm(total=total, initial=finished, desc=f"sweep {sweep.name}", unit="point", file=sys.stderr,
-                   disable=None, dynamic_ncols=True)
+        bar = progress_bar(total, f"sweep {sweep.name}", "points", initial=finished)
 
     def on_point(outcome) -> None:
         if not outcome.ok:

@@ -373,7 +373,10 @@ def evaluate_hashers(
 def _progress_bar(total: int, enabled: bool | None) -> Any:
     if enabled is False:
         return None
+    if enabled is None:  # a bar on a terminal, a line every few seconds in a log
+        from ..progress import progress_bar
+
+        return progress_bar(total, "hashing images", "images", leave=False)
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", desc="hashing images", file=sys.stderr, mininterval=0.5,
-                leave=False, disable=None if enabled is None else False)
+    return tqdm(total=total, unit="img", desc="hashing images", file=sys.stderr, mininterval=0.5, leave=False)
