@@ -23,6 +23,8 @@ from .errors import (
     VoucherError,
 )
 
+from .api import Result, load, run
+
 try:
     __version__ = _version("e2escan")
 except PackageNotFoundError:  # running from a source tree without installation
@@ -30,6 +32,9 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = [
     "__version__",
+    "Result",
+    "load",
+    "run",
     "AuthenticationError",
     "ConfigError",
     "CryptoError",

@@ -17,25 +17,44 @@ from ..results import save_figure
 
 def _read_histogram(out: Path) -> tuple[np.ndarray, np.ndarray]:
     """Accounts per number of matching images, summed over replicates: (innocent, offending)."""
-    inn: dict[int, int] = {}
-    off: dict[int, int] = {}
+    tables = []
     for path in sorted((out / "runs").glob("rep-*/match_histogram.csv")):
         with path.open() as fh:
-            for r in csv.DictReader(fh):
-                k = int(r["matching_images"])
-                inn[k] = inn.get(k, 0) + int(r["innocent_accounts"])
-                off[k] = off.get(k, 0) + int(r["offending_accounts"])
+            tables.append(list(csv.DictReader(fh)))
+    return histogram_totals(tables)
+
+
+def histogram_totals(histograms: list[list[dict[str, int]]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-replicate match histograms (rows as in ``match_histogram.csv``) summed: (innocent, offending)."""
+    inn: dict[int, int] = {}
+    off: dict[int, int] = {}
+    for rows in histograms:
+        for r in rows:
+            k = int(r["matching_images"])
+            inn[k] = inn.get(k, 0) + int(r["innocent_accounts"])
+            off[k] = off.get(k, 0) + int(r["offending_accounts"])
     top = max(list(inn) + list(off) + [0]) + 1
     return (np.array([inn.get(k, 0) for k in range(top)]), np.array([off.get(k, 0) for k in range(top)]))
 
 
 def scenario_figures(out: Path, summary: dict[str, Any], summaries: list[dict[str, Any]]) -> list[Path]:
+    """Build the scenario's figures from its results folder and write each as PNG and SVG."""
     written = []
+    for stem, fig in build_figures(summary, summaries, _read_histogram(out)).items():
+        written += save_figure(fig, out, stem)
+        plt.close(fig)
+    return written
+
+
+def build_figures(summary: dict[str, Any], summaries: list[dict[str, Any]],
+                  histogram: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+    """The scenario's figures as matplotlib figures (for notebooks), keyed by file stem."""
+    figures: dict[str, Any] = {}
     title = f"{summary['scenario']}: {summary['protocol']} on {summary['hasher']}"
     threshold = summary["metrics"].get("threshold")
 
     # 1. Matching images per account, innocent vs offending, against the threshold.
-    inn, off = _read_histogram(out)
+    inn, off = histogram
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     k = np.arange(inn.size)
     ax.bar(k - 0.2, np.where(inn > 0, inn, np.nan), 0.4, label="innocent accounts", color="#4c72b0", log=True)
@@ -46,8 +65,7 @@ def scenario_figures(out: Path, summary: dict[str, Any], summaries: list[dict[st
     ax.set_ylabel("accounts")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
-    written += save_figure(fig, out, "matches_per_account")
-    plt.close(fig)
+    figures["matches_per_account"] = fig
 
     # 2. Daily funnel.
     days = sorted({d["day"] for s in summaries for d in s["daily"]})
@@ -57,16 +75,19 @@ def scenario_figures(out: Path, summary: dict[str, Any], summaries: list[dict[st
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     width = 0.8 / len(keys)
     for k, (key, label) in enumerate(keys):
-        vals = [sum(d[key] for s in summaries for d in s["daily"] if d["day"] == day) for day in days]
-        ax.bar(np.array(days) + (k - len(keys) / 2 + 0.5) * width, np.maximum(vals, 0.8), width, label=label)
+        vals = np.array([sum(d[key] for s in summaries for d in s["daily"] if d["day"] == day) for day in days], float)
+        x = np.array(days) + (k - len(keys) / 2 + 0.5) * width
+        bars = ax.bar(x, np.where(vals > 0, vals, np.nan), width, label=label)  # a zero has no bar on a log axis
+        for xi in x[vals == 0]:
+            ax.annotate("0", (xi, 0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=6,
+                        color=bars.patches[0].get_facecolor() if bars.patches else "k")
     ax.set_yscale("log")
     ax.set_xlabel("day")
-    ax.set_ylabel("count (all replicates)")
+    ax.set_ylabel("images, accounts or cases (all replicates)")
     ax.set_xticks(days)
     ax.set_title("Daily funnel: " + title, fontsize=10)
     ax.legend(fontsize=7, ncol=2)
-    written += save_figure(fig, out, "daily_funnel")
-    plt.close(fig)
+    figures["daily_funnel"] = fig
 
     # 3. Leakage: advantage per ServerView feature against chance.
     leak = [r for r in summary["metrics"]["leakage"] if r["scope"] != "all accounts"]
@@ -82,6 +103,5 @@ def scenario_figures(out: Path, summary: dict[str, Any], summaries: list[dict[st
         ax.set_xlabel("classifier advantage |TPR - FPR| from the ServerView")
         ax.set_title("What the server can infer about offenders it did not flag", fontsize=10)
         ax.legend(fontsize=7)
-        written += save_figure(fig, out, "leakage")
-        plt.close(fig)
-    return written
+        figures["leakage"] = fig
+    return figures

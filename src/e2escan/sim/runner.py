@@ -21,6 +21,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,40 @@ def match_histogram(rows: list[dict[str, Any]]) -> list[dict[str, int]]:
     return [{"matching_images": k, "innocent_accounts": inn[k], "offending_accounts": off[k]} for k in range(top)]
 
 
+@dataclass
+class ReplicateResult:
+    """One simulated replicate in memory: its summary and the tables a results folder holds."""
+
+    summary: dict[str, Any]
+    histogram: list[dict[str, int]]
+    accounts: list[dict[str, Any]] = field(default_factory=list)  # faithful path only
+    images: list[dict[str, Any]] = field(default_factory=list)  # faithful path only
+    relay: Any = None  # the faithful path's relay (closed by the caller)
+
+
+def simulate_replicate(scenario: Scenario, replicate: int, progress: Callable[[int], None] | None = None,
+                       cache_dir: Any = "default", protocol: Any = None) -> ReplicateResult:
+    """Simulate one replicate without writing anything."""
+    if scenario.engine == "statistical":
+        from .statistical import run_statistical
+
+        result = run_statistical(scenario, replicate, progress)
+        metrics, costs, daily = result["metrics"], result["costs"], result["daily"]
+        summary = {"replicate": replicate, "engine": scenario.engine, "metrics": metrics, "costs": costs, "daily": daily}
+        return ReplicateResult(summary, result["histogram"])
+    run = run_faithful(scenario, replicate, cache_dir=cache_dir, progress=progress, protocol=protocol)
+    metrics = compute_metrics(run)
+    costs = cost_metrics(run)
+    rows = metrics.pop("per_account_rows")
+    summary = {"replicate": replicate, "engine": scenario.engine, "metrics": metrics, "costs": costs,
+               "daily": run.daily}
+    return ReplicateResult(summary, match_histogram(rows), rows, [vars(r) for r in run.images], run.relay)
+
+
+IMAGE_COLUMNS = ["uid", "day", "sender", "kind", "transform", "hash_hex", "distance", "oracle_match", "voucher_bytes",
+                 "message_id", "attacked", "target", "synthetic"]
+
+
 def run_replicate(scenario: Scenario, replicate: int, out_dir: Path, progress: Callable[[int], None] | None = None,
                   cache_dir: Any = "default", protocol: Any = None) -> dict[str, Any]:
     """Simulate one replicate and write its folder atomically; returns its summary."""
@@ -102,28 +137,14 @@ def run_replicate(scenario: Scenario, replicate: int, out_dir: Path, progress: C
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    if scenario.engine == "statistical":
-        from .statistical import run_statistical
-
-        result = run_statistical(scenario, replicate, progress)
-        metrics, costs, daily, histogram = result["metrics"], result["costs"], result["daily"], result["histogram"]
-        relay = None
-    else:
-        run = run_faithful(scenario, replicate, cache_dir=cache_dir, progress=progress, protocol=protocol)
-        metrics = compute_metrics(run)
-        costs = cost_metrics(run)
-        rows = metrics.pop("per_account_rows")
-        daily = run.daily
-        histogram = match_histogram(rows)
-        relay = run.relay
-        write_csv(tmp / "accounts.csv", rows)
-        write_csv(tmp / "images.csv", [vars(r) for r in run.images],
-                  fieldnames=["uid", "day", "sender", "kind", "transform", "hash_hex", "distance", "oracle_match",
-                              "voucher_bytes", "message_id", "attacked", "target", "synthetic"])
-    summary = {"replicate": replicate, "engine": scenario.engine, "metrics": metrics, "costs": costs, "daily": daily}
+    result = simulate_replicate(scenario, replicate, progress, cache_dir, protocol)
+    summary, metrics = result.summary, result.summary["metrics"]
+    if scenario.engine != "statistical":
+        write_csv(tmp / "accounts.csv", result.accounts)
+        write_csv(tmp / "images.csv", result.images, fieldnames=IMAGE_COLUMNS)
     write_json(tmp / "summary.json", summary)
-    write_csv(tmp / "match_histogram.csv", histogram)
-    write_csv(tmp / "daily.csv", daily)
+    write_csv(tmp / "match_histogram.csv", result.histogram)
+    write_csv(tmp / "daily.csv", summary["daily"])
     write_csv(tmp / "leakage.csv", metrics["leakage"],
               fieldnames=["feature", "scope", "n", "positives", "advantage", "chance_advantage", "p_value",
                           "mutual_information_bits"])
@@ -134,8 +155,8 @@ def run_replicate(scenario: Scenario, replicate: int, out_dir: Path, progress: C
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
-    if relay is not None:
-        relay.close()
+    if result.relay is not None:
+        result.relay.close()
     return summary
 
 
