@@ -112,3 +112,14 @@ def test_errors_and_pair_sampling(tmp_path):
     first, second, sampled = unrelated_pairs(10, 5000, np.random.default_rng(0))
     assert not sampled and first.size == 45 and (first < second).all()
     assert open_corpus("synthetic:3").spec == "synthetic:3"
+
+
+def test_hash_eval_explains_none_and_warns_on_thin_thresholds(tmp_path, capsys):
+    """8 images give 28 unrelated pairs: every threshold either is 'none' (explained) or rests on < 100 pairs."""
+    assert main(["hash-eval", "--corpus", "synthetic:8", "--hasher", "ahash,pdq", "--transforms", "identity",
+                 "--no-figures", "--out", str(tmp_path / "he")]) == 0
+    printed = capsys.readouterr().out
+    notes = [line for line in printed.splitlines() if line.startswith(("ahash:", "pdq:"))]
+    assert len(notes) == 2
+    for line in notes:
+        assert "'none' = even an exact match" in line or ("rests on" in line and "fewer than 100" in line)

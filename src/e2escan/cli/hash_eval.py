@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     headers, rows = result.table(1e-6)
     print(format_table(rows, headers, f"{result.corpus}: {result.n_images} images, {len(chains)} transforms, "
                                       f"{result.per_hasher[0].n_unrelated:,} unrelated pairs"))
+    for note in result.notes(1e-6):
+        print(note)
     if result.skipped:
         print(f"skipped {len(result.skipped)} file(s); reasons in summary.json, first: "
               f"{result.skipped[0].name}: {result.skipped[0].reason}")

@@ -103,7 +103,7 @@ def distances_figure(result: HashEvalResult) -> Any:
         where = f"t = {t}" if t >= 0 else "none"
         ax.set_title(f"{ev.hasher.spec} ({ev.bits} bits)\nthreshold for FPR {FIGURE_FPR:g} (exponential tail fit): {where}", fontsize=8)
         ax.set_xlim(0, 0.75)
-        ax.set_xlabel("Hamming distance / bits")
+        ax.set_xlabel("normalised Hamming distance (distance / bits)")
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(

@@ -194,6 +194,22 @@ class HashEvalResult:
             ])  # fmt: skip
         return headers, rows
 
+    def notes(self, target_fpr: float = 1e-6, min_pairs: int = 100) -> list[str]:
+        """Plain-language notes for the table: what "none" means, and thresholds resting on few pairs."""
+        out = []
+        for ev in self.per_hasher:
+            t = ev.fit.threshold(target_fpr)
+            if t < 0:
+                out.append(f"{ev.hasher.spec}: 'none' = even an exact match (distance 0) has a fitted false-positive "
+                           f"rate above {target_fpr:g}, so no threshold meets it")
+                continue
+            support = int(ev.unrelated_counts[: t + 1].sum())
+            if support < min_pairs:
+                out.append(f"{ev.hasher.spec}: warning: t = {t} rests on {support} unrelated pair(s) at or below it "
+                           f"(fewer than {min_pairs}); the threshold is an extrapolation of the tail fit, not a "
+                           "measurement: use more images (--max-unrelated-pairs, a larger corpus)")
+        return out
+
     def summary(self) -> dict[str, Any]:
         hashers = []
         for ev in self.per_hasher:
