@@ -326,3 +326,13 @@ def test_pooled_intervals_use_the_variance_between_replicates():
     assert one["ci_method"].startswith("Wilson, conditional") and one["ci_low"] == proportion(3, 100).low
     none = clustered_proportion([0, 0], [100, 100])
     assert none["ci_method"].startswith("Wilson on pooled counts") and none["ci_high"] > 0
+
+
+def test_compare_labels_name_what_differs(tmp_path):
+    """compare.png is labelled by the differing scenario fields, not by folder paths."""
+    from e2escan.sim.summary import run_labels
+
+    for name, t in (("a", 3), ("b", 5)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "scenario.toml").write_text(f'name = "q"\nseed = 1\n[protocol.params]\nthreshold = {t}\n')
+    assert run_labels(tmp_path / "a", tmp_path / "b") == ("A: threshold = 3", "B: threshold = 5")

@@ -230,8 +230,31 @@ def compare(dir_a: str | Path, dir_b: str | Path, out: str | Path | None = None)
         f"A = {dir_a} ({a['scenario']}, {a['protocol']} {a['protocol_params']})\nB = {dir_b} ({b['scenario']}, {b['protocol']} {b['protocol_params']})",
     )
     if out is not None:
-        _compare_figure(rows, Path(out), str(dir_a), str(dir_b))
+        label_a, label_b = run_labels(dir_a, dir_b)
+        _compare_figure(rows, Path(out), label_a, label_b)
     return table, rows
+
+
+def run_labels(dir_a: str | Path, dir_b: str | Path) -> tuple[str, str]:
+    """Short labels naming what differs between two runs' scenarios (e.g. "protocol.params.threshold = 3")."""
+    import tomllib
+
+    from ..outputs import flatten
+
+    try:
+        sa, sb = (flatten(tomllib.loads((Path(d) / "scenario.toml").read_text())) for d in (dir_a, dir_b))
+    except (OSError, ValueError):
+        return str(dir_a), str(dir_b)
+    keys = [k for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k) and k not in ("name", "description")]
+    if not keys:
+        return f"A: {Path(dir_a).name}", f"B: {Path(dir_b).name} (same scenario)"
+
+    def label(side: dict, tag: str) -> str:
+        text = ", ".join(f"{k.split('.')[-1] if k.startswith('protocol.params.') else k} = {side.get(k, '-')}"
+                         for k in keys[:3])
+        return f"{tag}: {text}" + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+
+    return label(sa, "A"), label(sb, "B")
 
 
 def _compare_figure(rows: list[dict], out: Path, label_a: str, label_b: str) -> None:
@@ -255,8 +278,11 @@ def _compare_figure(rows: list[dict], out: Path, label_a: str, label_b: str) -> 
     ax.set_yticks(y)
     ax.set_yticklabels([r["metric"] for r in rate_rows], fontsize=7)
     ax.set_xscale("symlog", linthresh=1e-3)
+    ax.set_xlim(0, 1.1)  # rates: no negative ticks, room for the intervals at 1
     ax.set_xlabel("rate (95% CI; see compare.csv and each summary's ci_method)")
-    ax.legend(fontsize=7)
+    ax.set_title(f"{label_a}  vs  {label_b}", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     save_figure(fig, out, "compare")
     plt.close(fig)
