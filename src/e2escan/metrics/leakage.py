@@ -22,6 +22,25 @@ from dataclasses import dataclass
 import numpy as np
 
 
+#: Plain-language names of the ServerView features (figures and the summary table).
+FEATURE_LABELS = {
+    "messages_sent": "messages sent",
+    "vouchers": "safety vouchers sent (one per image)",
+    "bytes_sent": "bytes sent",
+    "blob_uploads": "attachments uploaded",
+    "blob_bytes": "attachment bytes uploaded",
+    "match_events": "vouchers the server saw match",
+    "opened_events": "vouchers whose outer layer opened (matches and synthetic)",
+    "reveal_events": "threshold reveals",
+    "night_share": "share of messages sent at night",
+}
+
+
+def feature_label(name: str) -> str:
+    """``FEATURE_LABELS[name]``, or the name itself for features without one."""
+    return FEATURE_LABELS.get(name, name.replace("_", " "))
+
+
 def advantage(feature: np.ndarray, label: np.ndarray) -> float:
     """max_t |P(f > t | 1) - P(f > t | 0)| (0 when a class is empty)."""
     feature = np.asarray(feature, dtype=float)

@@ -90,18 +90,25 @@ def build_figures(summary: dict[str, Any], summaries: list[dict[str, Any]],
     figures["daily_funnel"] = fig
 
     # 3. Leakage: advantage per ServerView feature against chance.
+    from ..metrics.leakage import feature_label
+
     leak = [r for r in summary["metrics"]["leakage"] if r["scope"] != "all accounts"]
     if leak:
-        fig, ax = plt.subplots(figsize=(6.4, 0.3 * len(leak) + 1.5))
-        names = [f"{r['feature']} ({r['scope']})" for r in leak]
+        fig, ax = plt.subplots(figsize=(7.2, 0.32 * len(leak) + 2.0))
+        names = [f"{feature_label(r['feature'])} ({r['scope']})" for r in leak]
         y = np.arange(len(leak))
-        ax.barh(y, [r["advantage"] for r in leak], color="#55a868", label="advantage")
-        ax.scatter([r["chance_advantage"] for r in leak], y, color="k", marker="|", s=120, label="chance level")
+        significant = np.array([r.get("p_value") is not None and r["p_value"] <= 0.05 for r in leak])
+        adv = np.array([r["advantage"] for r in leak], dtype=float)
+        ax.barh(y[significant], adv[significant], color="#c44e52", label="above chance (p <= 0.05, this feature alone)")
+        ax.barh(y[~significant], adv[~significant], color="#bbbbbb", label="not significant")
+        ax.scatter([r["chance_advantage"] for r in leak], y, color="k", marker="|", s=120,
+                   label="chance level: the advantage a feature with no signal reaches on this many accounts")
         ax.set_yticks(y)
         ax.set_yticklabels(names, fontsize=7)
         ax.set_xlim(0, 1)
-        ax.set_xlabel("classifier advantage |TPR - FPR| from the ServerView")
+        ax.set_xlabel("classifier advantage |TPR - FPR| from the ServerView (0 = no information, 1 = perfect)")
         ax.set_title("What the server can infer about offenders it did not flag", fontsize=10)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6, loc="lower right")
+        fig.tight_layout()
         figures["leakage"] = fig
     return figures

@@ -25,6 +25,8 @@ def _ci(entry: dict) -> str:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
+    from ..metrics.leakage import feature_label
+
     m = summary["metrics"]
     pi, ac, rv, c = m["per_image"], m["accounts"], m["review"], summary["costs"]
     params = ", ".join(f"{k}={v}" for k, v in summary["protocol_params"].items()) or "defaults"
@@ -64,7 +66,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         rows.append(("leakage on unflagged accounts", f"{t['heldout_advantage']:.3f}",
                      f"held-out advantage [{t['ci_low']:.2f}, {t['ci_high']:.2f}], {t['positives']} offenders vs "
                      f"{t['negatives']:,} innocent; any of {t['features']} ServerView features: {p} "
-                     f"(max over features, {t['permutations']} permutations); strongest {t['best_feature']}"))
+                     f"(max over features, {t['permutations']} permutations; chance is 0); strongest: "
+                     f"{feature_label(t['best_feature'])}"))
     elif tests:
         small = sum(t["p_value"] <= 0.05 for t in tests)
         held = float(np.median([t["heldout_advantage"] for t in tests]))
