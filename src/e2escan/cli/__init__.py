@@ -39,7 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
+    _show_defaults(parser)
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option's help ends with its default (where it has one and the text does not already say it)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _show_defaults(child)
+        elif (action.help and action.option_strings and "default" not in action.help
+              and not (action.default is None or action.default is False or action.default == argparse.SUPPRESS
+                       or action.default == [])):
+            action.help += " (default: %(default)s)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

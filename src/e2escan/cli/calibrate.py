@@ -10,14 +10,17 @@ from ..sim.calibration import calibrate
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="calibrate the statistical path for one hasher (writes a JSON file)")
+    p = sub.add_parser("calibrate", help="calibrate the statistical path for one hasher (writes a JSON file)",
+                       description="Measure a hasher's distances on seeded synthetic images (unrelated pairs and "
+                                   "transformed copies) for the statistical path's false-match and recall model.")
     p.add_argument("--hasher", default="pdq", help="hasher name with optional parameters, e.g. phash:hash_size=8")
     p.add_argument("--transforms", default="none;jpeg:quality=80;resize:scale=0.5;crop:fraction=0.9",
                    help="';'-separated transformation chains to calibrate recall for")
     p.add_argument("--images", type=int, default=300, help="synthetic images (unrelated pairs: n(n-1)/2)")
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--encoding", choices=("png", "jpeg"), default="png")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=128, help="side of the square synthetic images, in pixels")
+    p.add_argument("--encoding", choices=("png", "jpeg"), default="png",
+                   help="attachment encoding applied before hashing (match the scenario's content.encoding)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic images and transforms")
     p.add_argument("--out", required=True, metavar="FILE", help="the calibration JSON file to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file (default: refuse)")
     p.set_defaults(func=run)

@@ -8,9 +8,11 @@ from ..sim.summary import compare
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="compare two `e2escan run` results folders (prints and plots)")
-    p.add_argument("a", metavar="DIR1")
-    p.add_argument("b", metavar="DIR2")
+    p = sub.add_parser("compare", help="compare two `e2escan run` results folders (prints and plots)",
+                       description="Headline metrics of two runs side by side, with the difference and a stated "
+                                   "two-sided test per rate (McNemar for same-seed runs, Fisher otherwise).")
+    p.add_argument("a", metavar="DIR1", help="the first run's results folder (A)")
+    p.add_argument("b", metavar="DIR2", help="the second run's results folder (B)")
     p.add_argument("--out", metavar="DIR", help="where to write compare.csv and compare.png/svg (default: DIR2/compare); "
                    "a folder holding other results is refused unless --force")
     p.add_argument("--force", action="store_true", help="clear a --out folder that holds other results first")

@@ -10,7 +10,9 @@ from ..report import format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="send a short E2EE conversation and show what the server saw")
+    p = sub.add_parser("demo", help="send a short E2EE conversation and show what the server saw",
+                       description="Three devices exchange end-to-end encrypted messages and an image through the "
+                                   "relay; prints what each device decrypted and what the relay stored.")
     p.add_argument("--relay-db", metavar="PATH", help="persist the relay in this SQLite file (default: in memory)")
     p.add_argument("--seed", type=int, default=0, help="seed of the demo images (default 0)")
     p.add_argument("--adversarial-relay", action="store_true",

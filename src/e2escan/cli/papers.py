@@ -35,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=show_help)
     actions = parser.add_subparsers(dest="papers_command", metavar="ACTION")
 
-    listing = actions.add_parser("list", parents=[common], help="show every reproduced figure or table")
+    listing = actions.add_parser("list", parents=[common], help="show every reproduced figure or table",
+                                 description="Every reproduction in papers/: its source, the claim it checks, "
+                                             "whether it has a quick mode, and its full run's time and memory.")
     listing.add_argument("--json", action="store_true", help="print the list as JSON instead of a table")
     listing.set_defaults(func=run_list)
 

@@ -9,7 +9,9 @@ from ..sim.scenario import Scenario, describe, shipped_scenarios_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("scenarios", help="list the shipped scenarios (or --fields: every scenario field)")
+    p = sub.add_parser("scenarios", help="list the shipped scenarios (or --fields: every scenario field)",
+                       description="List the shipped scenarios in simulator/, one line each; with --fields, every "
+                                   "scenario field with its type, default, allowed values and meaning.")
     p.add_argument("--fields", action="store_true", help="list every scenario field with its default and meaning")
     p.set_defaults(func=run)
 
