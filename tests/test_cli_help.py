@@ -29,3 +29,23 @@ def test_every_command_and_option_is_documented():
                   and "default" not in action.help):
                 problems.append(f"{name} {action.option_strings}: default {action.default!r} not stated")
     assert not problems, problems
+
+
+def test_tables_fit_the_terminal_width():
+    from e2escan.report import format_table
+
+    rows = [("a", 1, "a long description " * 10), ("bb", 22, "short")]
+    text = format_table(rows, ["key", "n", "meaning"], width=60)
+    assert max(len(line) for line in text.splitlines()) <= 60 and "short" in text
+    # Columns too wide for the width: one record per row, every line within it.
+    wide = [("x" * 50, "y" * 50, "z" * 50)]
+    text = format_table(wide, ["first", "second", "third"], width=60)
+    assert max(len(line) for line in text.splitlines()) <= 60 and "second:" in text
+
+
+def test_fields_list_allowed_values_and_attack_keys():
+    from e2escan.sim.scenario import describe
+
+    rows = {key: doc for key, _, doc in describe()}
+    assert "allowed: 'faithful', 'statistical'" in rows["engine"]
+    assert "attacks.evasion.min_distance" in rows and "attacks.poisoning" in rows

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import reproduction
 from ..errors import ConfigError
-from ..report import format_table
+from ..report import format_table, terminal_width
 
 _MAX_REPORTED_PER_FILE = 20
 
@@ -83,12 +83,14 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"No papers in {papers_dir} (a paper is a folder with a paper.toml).")
         return 0
     rows = [(s.name, "yes" if s.quick else "no", s.full_runtime, s.full_memory, s.title) for s in papers]
-    print(format_table(rows, ["paper", "quick", "full run", "full memory", "title"], f"Reproductions in {papers_dir}"))
+    print(format_table(rows, ["paper", "quick", "full run", "full memory", "title"], f"Reproductions in {papers_dir}",
+                       width=terminal_width()))
     for spec in papers:
         print()
         print(spec.name)
         for label, text in (("source", spec.source), ("claim", spec.claim)):
-            print(textwrap.fill(text, width=100, initial_indent=f"  {label + ':':<8}", subsequent_indent=" " * 10))
+            print(textwrap.fill(text, width=terminal_width(), initial_indent=f"  {label + ':':<8}",
+                                subsequent_indent=" " * 10))
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..report import format_table
+from ..report import format_table, terminal_width
 from ..sim.scenario import Scenario, describe, shipped_scenarios_dir
 
 
@@ -18,12 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.fields:
-        print(format_table(describe(), ["key", "default", "meaning"]))
+        print(format_table(describe(), ["key", "default", "meaning"], width=terminal_width()))
         return 0
     rows = []
     for path in sorted(shipped_scenarios_dir().glob("*.toml")):
         s = Scenario.load(path)
         t = s.protocol.params.get("threshold", "-")
         rows.append((path.stem, s.protocol.name, str(t), s.hasher.name, s.population.accounts, s.days, s.description))
-    print(format_table(rows, ["scenario", "protocol", "t", "hasher", "accounts", "days", "description"]))
+    print(format_table(rows, ["scenario", "protocol", "t", "hasher", "accounts", "days", "description"],
+                       width=terminal_width()))
     return 0

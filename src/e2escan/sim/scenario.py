@@ -328,7 +328,14 @@ def resolve_scenario(name_or_path: str | None) -> Path:
 
 
 def describe(cls: type = Scenario, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted key, default, doc) for every scenario field: the reference table in the docs."""
+    """(dotted key, default, doc with allowed values) for every scenario field: the reference table in the docs.
+
+    An optional table (e.g. ``attacks.evasion``, off unless given) is listed
+    with its own fields under its key.
+    """
+    import typing
+
+    hints = typing.get_type_hints(cls)
     rows = []
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
@@ -336,7 +343,16 @@ def describe(cls: type = Scenario, prefix: str = "") -> list[tuple[str, str, str
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
         if dataclasses.is_dataclass(default) and not isinstance(default, type):
             rows.extend(describe(type(default), key + "."))
-        else:
-            shown = default if default == "(required)" else repr(to_dict(default))
-            rows.append((key, shown, f.metadata.get("doc", "")))
+            continue
+        doc = f.metadata.get("doc", "")
+        if f.metadata.get("choices"):
+            doc += "; allowed: " + ", ".join(repr(c) for c in f.metadata["choices"])
+        if f.metadata.get("range"):
+            lo, hi = f.metadata["range"]
+            doc += f"; range: {'-inf' if lo is None else lo} to {'inf' if hi is None else hi}"
+        shown = default if default == "(required)" else repr(to_dict(default))
+        rows.append((key, shown, doc))
+        table = [a for a in typing.get_args(hints.get(f.name)) if dataclasses.is_dataclass(a)]
+        if default is None and table:  # an optional table: its fields, as they apply when it is given
+            rows.extend(describe(table[0], key + "."))
     return rows
