@@ -127,13 +127,17 @@ def _figure(rows: list[dict], out_dir: Path) -> None:
         width = 0.8 / len(sub)
         for i, r in enumerate(sub):
             label = f"{r['protocol']} t={r['threshold']}" + (f" r={r['radius']}" if r["radius"] else "")
-            vals = [max(r[k], 0.5) for k, _ in stages]
-            ax.bar(x + (i - len(sub) / 2 + 0.5) * width, vals, width, label=label)
+            vals = np.array([r[k] for k, _ in stages], dtype=float)
+            xs = x + (i - len(sub) / 2 + 0.5) * width
+            bars = ax.bar(xs, np.where(vals > 0, vals, np.nan), width, label=label)  # a zero has no bar on a log axis
+            for xi in xs[vals == 0]:
+                ax.annotate("0", (xi, 0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=5,
+                            color=bars.patches[0].get_facecolor())
         ax.set_yscale("log")
         ax.set_xticks(x)
         ax.set_xticklabels([s for _, s in stages], rotation=30, ha="right", fontsize=7)
         ax.set_title(f"per-image false-match rate {fmr:g}", fontsize=9)
-    np.atleast_1d(axes)[0].set_ylabel("count in one day")
+    np.atleast_1d(axes)[0].set_ylabel("images, accounts or cases in one day\n(a 0 marks a stage with none)")
     np.atleast_1d(axes)[-1].legend(fontsize=6)
     fig.suptitle("One day of EU-scale messaging through client-side scanning (statistical path)", fontsize=10)
     save_figure(fig, out_dir, "funnel")

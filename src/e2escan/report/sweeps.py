@@ -97,7 +97,13 @@ def sweep_figures(
                             **style)
             ax.set_title(title, fontsize=9)
             low, high = ax.get_ylim()  # autoscaled: small rates stay readable
-            ax.set_ylim(max(low, -0.05 * high), min(high, 1.05))
+            positive = [y for line in ax.get_lines() for y in np.asarray(line.get_ydata(), float) if y > 0]
+            if positive and max(positive) / min(positive) >= 100:  # spans decades: log scale, zeros kept at 0
+                ax.set_yscale("symlog", linthresh=min(positive))
+                ax.set_ylim(0, min(max(high, max(positive)) * 2, 1.05))
+                ax.set_title(f"{title} (log scale above {min(positive):.1g})", fontsize=9)
+            else:
+                ax.set_ylim(max(low, -0.05 * high), min(high, 1.05))
             ax.grid(alpha=0.3)
         for ax in axes[1]:
             ax.set_xlabel(key)
