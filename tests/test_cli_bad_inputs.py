@@ -92,6 +92,8 @@ CASES = [
      "not of `e2escan papers reproduce`"),
     ("papers --seed -1", ["papers", "reproduce", "eu-funnel", "--quick", "--seed", "-1", "--out", "p"], {}, "--seed"),
     ("audit --out is a file", ["audit", "plaintext", "--vouchers", "50", "--out", "afile"], {}, "is a file"),
+    ("report on a folder without results", ["report", "adir"], {}, "not a results folder"),
+    ("report on a file", ["report", "afile"], {}, "not a folder"),
 ]
 
 

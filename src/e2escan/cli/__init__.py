@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "hash_eval",
     "papers",
     "audit",
+    "report",
 )
 
 

@@ -33,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
     identity = {"a": str(Path(args.a).resolve()), "b": str(Path(args.b).resolve())}
     claim_output_dir(out, command="compare", identity=identity, force=args.force).prepare()
     table, _ = compare(args.a, args.b, out)
+    from ..report.html import write_report
+
+    write_report(out)
     print(table)
-    print(f"\nwritten: {out}/compare.csv, compare.png, compare.svg")
+    print(f"\nwritten: {out}/compare.csv, compare.png, compare.svg, report.html")
     return 0

@@ -171,6 +171,9 @@ def run_reproduce(args: argparse.Namespace) -> int:
                 status = 1
                 print(f"  {spec.name}: differs from {run.check.expected_dir}:")
                 _print_mismatches(run.check)
+        from ..report.html import write_report
+
+        write_report(run.out_dir)
         if args.update_expected:
             written = reproduction.update_expected(spec, run.out_dir, quick=args.quick)
             verdict = f"expected updated ({len(written)} files)"

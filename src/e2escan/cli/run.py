@@ -105,11 +105,15 @@ def run(args: argparse.Namespace) -> int:
     summary = run_scenario(scenario, out, resume=args.resume, progress_factory=bar,
                            cache_dir=None if args.no_cache else "default",
                            command=args.command_line)
+    from ..report.html import write_report
+
+    write_report(out)
     if args.json:
         import json
 
         print(json.dumps(summary, indent=2, default=str))
     else:
         print(format_summary(summary))
-        print(f"\nresults: {out}/ (summary.json, metrics.csv, daily.csv, leakage.csv, costs.csv, figures, manifest.json)")
+        print(f"\nresults: {out}/ (report.html, summary.json, metrics.csv, daily.csv, leakage.csv, costs.csv, figures, "
+              "manifest.json)")
     return 0

@@ -90,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
 
+    from ..report.html import write_report
+
+    write_report(result.out_dir)
     if args.json:
         print((result.out_dir / "summary.json").read_text(), end="")
     else:

@@ -82,6 +82,7 @@ def build_figures(summary: dict[str, Any], summaries: list[dict[str, Any]],
             ax.annotate("0", (xi, 0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=6,
                         color=bars.patches[0].get_facecolor() if bars.patches else "k")
     ax.set_yscale("log")
+    ax.set_xlim(min(days) - 0.5, max(days) + 0.5)  # every bar's slot, a zero's included
     ax.set_xlabel("day")
     ax.set_ylabel("images, accounts or cases (all replicates)")
     ax.set_xticks(days)

@@ -25,6 +25,13 @@ def _ci(entry: dict) -> str:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
+    """The end-of-run table printed by ``e2escan run``."""
+    head, headers, rows = summary_table(summary)
+    return format_table(rows, headers, head)
+
+
+def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[tuple[str, str, str]]]:
+    """(heading, column headers, rows) of the headline table (the terminal table and report.html)."""
     from ..metrics.leakage import feature_label
 
     m = summary["metrics"]
@@ -108,7 +115,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     label = ("detail (95% CI, between-replicate variance)" if method.startswith("between")
              else "detail (95% Wilson CI, conditional on this replicate's database and viral draws)"
              if summary["replicates"] == 1 else "detail (95% CI)")
-    return format_table(rows, ["measure", "value", label], head)
+    return head, ["measure", "value", label], rows
 
 
 COMPARED = [
