@@ -336,3 +336,18 @@ def test_compare_labels_name_what_differs(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "scenario.toml").write_text(f'name = "q"\nseed = 1\n[protocol.params]\nthreshold = {t}\n')
     assert run_labels(tmp_path / "a", tmp_path / "b") == ("A: threshold = 3", "B: threshold = 5")
+
+
+def test_compare_takes_three_runs(tmp_path, monkeypatch):
+    """A against B and C: one table per pair, one CSV with a run column, one figure and report."""
+    from e2escan.cli import main
+
+    tiny = ["--set", "days=1", "--set", "population.accounts=20", "--set", "content.image_size=64",
+            "--set", "content.database_size=10", "--set", "traffic.popular_images=5", "--no-cache"]
+    monkeypatch.chdir(tmp_path)
+    for name, t in (("a", 3), ("b", 2), ("c", 1)):
+        assert main(["run", *tiny, "--set", f"protocol.params.threshold={t}", "--out", name]) == 0
+    assert main(["compare", "a", "b", "c", "--out", "cmp"]) == 0
+    rows = (tmp_path / "cmp" / "compare.csv").read_text().splitlines()
+    assert rows[0].startswith("run,metric") and {r.split(",")[0] for r in rows[1:]} == {"b", "c"}
+    assert (tmp_path / "cmp" / "compare.svg").is_file() and (tmp_path / "cmp" / "report.html").is_file()

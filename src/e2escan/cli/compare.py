@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from ..sim.summary import compare
+from ..sim.summary import compare, compare_runs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="compare two `e2escan run` results folders (prints and plots)",
-                       description="Headline metrics of two runs side by side, with the difference and a stated "
-                                   "two-sided test per rate (McNemar for same-seed runs, Fisher otherwise).")
-    p.add_argument("a", metavar="DIR1", help="the first run's results folder (A)")
-    p.add_argument("b", metavar="DIR2", help="the second run's results folder (B)")
+    p = sub.add_parser("compare", help="compare `e2escan run` results folders (prints and plots)",
+                       description="Headline metrics of two or more runs side by side: the first (A) against each "
+                                   "other, with the difference and a stated two-sided test per rate (McNemar for "
+                                   "same-seed runs, Fisher otherwise).")
+    p.add_argument("a", metavar="DIR1", help="the first run's results folder (A, the baseline)")
+    p.add_argument("b", metavar="DIR2", nargs="+", help="one or more other runs' results folders (B, C, ...)")
     p.add_argument("--out", metavar="DIR", help="where to write compare.csv and compare.png/svg (default: DIR2/compare); "
                    "a folder holding other results is refused unless --force")
     p.add_argument("--force", action="store_true", help="clear a --out folder that holds other results first")
@@ -25,14 +26,20 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..outputs import claim_output_dir
 
-    for d in (args.a, args.b):
+    for d in (args.a, *args.b):
         if not (Path(d) / "summary.json").is_file() or not (Path(d) / "scenario.toml").is_file():
             raise ConfigError(f"{d}: not an `e2escan run` results folder (no summary.json and scenario.toml); "
-                              "compare takes two run folders")
-    out = args.out or f"{args.b}/compare"
-    identity = {"a": str(Path(args.a).resolve()), "b": str(Path(args.b).resolve())}
+                              "compare takes run folders")
+    out = args.out or f"{args.b[-1]}/compare"
+    if len(args.b) == 1:
+        identity = {"a": str(Path(args.a).resolve()), "b": str(Path(args.b[0]).resolve())}
+    else:
+        identity = {"a": str(Path(args.a).resolve()), "b": [str(Path(b).resolve()) for b in args.b]}
     claim_output_dir(out, command="compare", identity=identity, force=args.force).prepare()
-    table, _ = compare(args.a, args.b, out)
+    if len(args.b) == 1:
+        table, _ = compare(args.a, args.b[0], out)
+    else:
+        table = compare_runs(args.a, args.b, out)
     from ..report.html import write_report
 
     write_report(out)

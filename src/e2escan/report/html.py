@@ -47,7 +47,8 @@ READ = {
         "its 95% interval.",
     ],
     "compare": [
-        "Two runs side by side. For each rate the difference is tested two-sided at 5% on its own: runs with the "
+        "Runs side by side, the first (A) against each other. For each rate the difference is tested two-sided at "
+        "5% on its own: runs with the "
         "same seed share their population and traffic, so they are compared account by account (McNemar's exact "
         "test); other runs with Fisher's exact test. 'no evidence' is not evidence of no difference.",
     ],
@@ -174,7 +175,10 @@ def render_report(folder: str | Path) -> str:
             texts.append({"title": "Sweep (sweep.toml)", "text": (folder / "sweep.toml").read_text()})
     elif kind == "compare":
         tables.append(_csv_table(folder / "compare.csv", "Side by side"))
-        title = "Comparison: " + " vs ".join(str(identity.get(k, "?")).rsplit("/", 1)[-1] for k in ("a", "b"))
+        others = identity.get("b", "?")
+        names = [str(x).rsplit("/", 1)[-1] for x in ([identity.get("a", "?")] + (others if isinstance(others, list)
+                                                                                  else [others]))]
+        title = "Comparison: " + " vs ".join(names)
     elif kind == "hash-eval":
         tables.append(_csv_table(folder / "thresholds.csv", "Thresholds"))
         title = f"Hash evaluation: {identity.get('corpus', folder.name)}"

@@ -268,33 +268,64 @@ def run_labels(dir_a: str | Path, dir_b: str | Path) -> tuple[str, str]:
 
 
 def _compare_figure(rows: list[dict], out: Path, label_a: str, label_b: str) -> None:
+    _compare_figure_runs([(label_a, "a", rows), (label_b, "b", rows)], out, f"{label_a}  vs  {label_b}")
+    from ..results import write_csv
+
+    write_csv(out / "compare.csv", rows, fieldnames=["metric", "a", "a_ci_low", "a_ci_high", "b", "b_ci_low", "b_ci_high",
+                                                     "difference", "cis_overlap", "test", "p_value"])
+
+
+def _compare_figure_runs(series: list[tuple[str, str, list[dict]]], out: Path, title: str) -> None:
+    """Rates with their intervals, one marker series per run: (label, side "a"/"b" of the rows, rows)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ..results import save_figure, write_csv
+    from ..results import save_figure
 
-    rate_rows = [r for r in rows if "cis_overlap" in r]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    y = np.arange(len(rate_rows))
-    for off, side, colour, label in ((-0.15, "a", "#4c72b0", label_a), (0.15, "b", "#dd8452", label_b)):
+    fig, ax = plt.subplots(figsize=(6.4, 3.6 + 0.2 * max(0, len(series) - 2)))
+    step = 0.6 / max(1, len(series) - 1)
+    metrics = None
+    for n, (label, side, rows) in enumerate(series):
+        rate_rows = [r for r in rows if "cis_overlap" in r]
+        metrics = [r["metric"] for r in rate_rows]
+        y = np.arange(len(rate_rows)) + (n * step - 0.3 if len(series) > 1 else 0.0)
         vals = np.array([r[side] for r in rate_rows], dtype=float)
         lo = np.array([r[f"{side}_ci_low"] for r in rate_rows], dtype=float)
         hi = np.array([r[f"{side}_ci_high"] for r in rate_rows], dtype=float)
-        ax.errorbar(vals, y + off, xerr=[np.maximum(vals - lo, 0), np.maximum(hi - vals, 0)], fmt="o",
-                    color=colour, label=label, capsize=3)
-    ax.set_yticks(y)
-    ax.set_yticklabels([r["metric"] for r in rate_rows], fontsize=7)
+        ax.errorbar(vals, y, xerr=[np.maximum(vals - lo, 0), np.maximum(hi - vals, 0)], fmt="o", color=f"C{n}",
+                    label=label, capsize=3)
+    ax.set_yticks(np.arange(len(metrics or [])))
+    ax.set_yticklabels(metrics or [], fontsize=7)
     ax.set_xscale("symlog", linthresh=1e-3)
     ax.set_xlim(0, 1.1)  # rates: no negative ticks, room for the intervals at 1
     ax.set_xlabel("rate (95% CI; see compare.csv and each summary's ci_method)")
-    ax.set_title(f"{label_a}  vs  {label_b}", fontsize=9)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     save_figure(fig, out, "compare")
     plt.close(fig)
-    write_csv(out / "compare.csv", rows, fieldnames=["metric", "a", "a_ci_low", "a_ci_high", "b", "b_ci_low", "b_ci_high",
-                                                     "difference", "cis_overlap", "test", "p_value"])
+
+
+def compare_runs(dir_a: str | Path, others: list[str | Path], out: str | Path) -> str:
+    """A against each of several runs: one table per pair (as :func:`compare`), one CSV with a ``run`` column
+    naming B, and one figure with every run."""
+    from ..results import write_csv
+
+    tables, all_rows, series = [], [], []
+    for n, other in enumerate(others):
+        table, rows = compare(dir_a, other, None)
+        label_a, label_b = run_labels(dir_a, other)
+        tables.append(table)
+        if n == 0:
+            series.append((label_a, "a", rows))
+        series.append((label_b.replace("B:", f"{chr(ord('B') + n)}:", 1), "b", rows))
+        all_rows += [{**r, "run": str(other)} for r in rows]
+    _compare_figure_runs(series, Path(out), f"{len(others) + 1} runs against A = {dir_a}")
+    write_csv(Path(out) / "compare.csv", all_rows,
+              fieldnames=["run", "metric", "a", "a_ci_low", "a_ci_high", "b", "b_ci_low", "b_ci_high", "difference",
+                          "cis_overlap", "test", "p_value"])
+    return "\n\n".join(tables)
