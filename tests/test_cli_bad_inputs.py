@@ -127,6 +127,8 @@ def test_results_land_beside_each_other_and_reruns_are_idempotent(tmp_path, monk
     assert len(folders) == 2 and first[0] in folders
     other = next(f for f in folders if f != first[0])
     assert '"threshold": 5' in (tmp_path / "results" / other / "summary.json").read_text()
+    # The manifest records the whole command line, --set arguments included.
+    assert "--set protocol.params.threshold=5" in (tmp_path / "results" / other / "manifest.json").read_text()
     import json
 
     assert json.loads((tmp_path / "results" / first[0] / "summary.json").read_text())["metrics"] == \

@@ -82,7 +82,7 @@ def test_report_renders_in_headless_chromium(folders, tmp_path):
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}"]
-    for kind in ("run", "paper"):
+    for kind in ("run", "sweep", "paper"):
         page = (folders[kind] / "report.html").resolve().as_uri()
         dom = subprocess.run([browser, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120)
         assert dom.returncode == 0, dom.stderr[-2000:]
