@@ -176,6 +176,11 @@ def test_resume_keeps_finished_replicates(tmp_path):
     assert (tmp_path / "r" / "runs" / "rep-001" / "summary.json").exists()
     assert not (tmp_path / "r" / "runs" / ".rep-001.tmp").exists()
     assert summary["replicates"] == 2
+    # The resumed folder's tables have the layout of an uninterrupted run: same columns, same rows, same order.
+    run_scenario(s, tmp_path / "u", protocol=sim_fakes, cache_dir=None)
+    assert (tmp_path / "r" / "daily.csv").read_text() == (tmp_path / "u" / "daily.csv").read_text()
+    resumed, fresh = ((tmp_path / d / "metrics.csv").read_text().splitlines() for d in ("r", "u"))
+    assert resumed[0] == fresh[0] and [r.split(",")[0] for r in resumed] == [r.split(",")[0] for r in fresh]
     with pytest.raises(ScenarioError, match="different scenario"):
         run_scenario(s.with_overrides(days=3), tmp_path / "r", resume=True, protocol=sim_fakes, cache_dir=None)
 
