@@ -179,6 +179,10 @@ def test_resume_keeps_finished_replicates(tmp_path):
     # The resumed folder's tables have the layout of an uninterrupted run: same columns, same rows, same order.
     run_scenario(s, tmp_path / "u", protocol=sim_fakes, cache_dir=None)
     assert (tmp_path / "r" / "daily.csv").read_text() == (tmp_path / "u" / "daily.csv").read_text()
+    for name in ("leakage.csv", "costs.csv"):
+        assert [line.split(",")[0] for line in (tmp_path / "r" / name).read_text().splitlines()] == \
+            [line.split(",")[0] for line in (tmp_path / "u" / name).read_text().splitlines()], name
+        assert (tmp_path / "r" / name).read_text().splitlines()[0] == (tmp_path / "u" / name).read_text().splitlines()[0]
     resumed, fresh = ((tmp_path / d / "metrics.csv").read_text().splitlines() for d in ("r", "u"))
     assert resumed[0] == fresh[0] and [r.split(",")[0] for r in resumed] == [r.split(",")[0] for r in fresh]
     with pytest.raises(ScenarioError, match="different scenario"):

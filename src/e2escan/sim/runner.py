@@ -124,6 +124,10 @@ def simulate_replicate(scenario: Scenario, replicate: int, progress: Callable[[i
     return ReplicateResult(summary, match_histogram(rows), rows, [vars(r) for r in run.images], run.relay)
 
 
+LEAKAGE_COLUMNS = ["feature", "scope", "n", "positives", "advantage", "chance_advantage", "p_value",
+                   "mutual_information_bits"]
+DAILY_COLUMNS = ["replicate", "day", "messages", "images", "known_images", "new_flags", "reviewed", "confirmed",
+                 "backlog"]
 IMAGE_COLUMNS = ["uid", "day", "sender", "kind", "transform", "hash_hex", "distance", "oracle_match", "voucher_bytes",
                  "message_id", "attacked", "target", "synthetic"]
 
@@ -145,9 +149,7 @@ def run_replicate(scenario: Scenario, replicate: int, out_dir: Path, progress: C
     write_json(tmp / "summary.json", summary)
     write_csv(tmp / "match_histogram.csv", result.histogram)
     write_csv(tmp / "daily.csv", summary["daily"])
-    write_csv(tmp / "leakage.csv", metrics["leakage"],
-              fieldnames=["feature", "scope", "n", "positives", "advantage", "chance_advantage", "p_value",
-                          "mutual_information_bits"])
+    write_csv(tmp / "leakage.csv", metrics["leakage"], fieldnames=LEAKAGE_COLUMNS)
     if metrics.get("leakage_audit"):
         write_csv(tmp / "leakage_audit.csv", metrics["leakage_audit"])
     write_manifest(tmp, command="e2escan run", seed=scenario.seed, config=to_dict(scenario), started=started,
@@ -336,8 +338,8 @@ def metrics_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"metric": name, "value": entry, "count": "", "of": "", "ci_low": "", "ci_high": ""})
 
     for section in ("per_image", "accounts", "review"):
-        for key, entry in m[section].items():
-            add(f"{section}.{key}", entry)
+        for key in sorted(m[section]):  # sorted: a resumed run (read back from sorted JSON) writes the same table
+            add(f"{section}.{key}", m[section][key])
     return rows
 
 
@@ -347,9 +349,16 @@ def _write_aggregate(out: Path, scenario: Scenario, summary: dict, summaries: li
 
     write_json(out / "summary.json", summary)
     write_csv(out / "metrics.csv", metrics_rows(summary))
-    write_csv(out / "daily.csv", [{"replicate": s["replicate"], **d} for s in summaries for d in s["daily"]])
-    write_csv(out / "leakage.csv", summary["metrics"]["leakage"])
-    write_csv(out / "costs.csv", [{"cost": k, "value": v} for k, v in summary["costs"].items()])
+    daily = [{"replicate": s["replicate"], **d} for s in summaries for d in s["daily"]]
+    # Replicates read back on --resume come from sorted JSON: fix the column order so the table is the same.
+    keys = list(dict.fromkeys(k for row in daily for k in row))
+    order = [k for k in DAILY_COLUMNS if k in keys] + sorted(k for k in keys if k not in DAILY_COLUMNS)
+    write_csv(out / "daily.csv", daily, fieldnames=order)
+    leak = summary["metrics"]["leakage"]
+    keys = list(dict.fromkeys(k for row in leak for k in row))
+    write_csv(out / "leakage.csv", leak,
+              fieldnames=[k for k in LEAKAGE_COLUMNS if k in keys] + sorted(k for k in keys if k not in LEAKAGE_COLUMNS))
+    write_csv(out / "costs.csv", [{"cost": k, "value": summary["costs"][k]} for k in sorted(summary["costs"])])
     if figures:
         scenario_figures(out, summary, summaries)
     write_manifest(out, command=command, seed=scenario.seed, config=to_dict(scenario), started=started,
