@@ -31,3 +31,19 @@ def test_quiet_between_intervals_and_a_log_bar_off_a_terminal(capsys):
     bar.close()
     assert out.getvalue() == ""  # nothing within the interval, and no closing line for a short job
     assert isinstance(progress_bar(5, "x", "items"), LogProgress)  # pytest's stderr is not a terminal
+
+
+def test_heartbeat_prints_while_a_step_runs():
+    import time
+
+    from e2escan.progress import Heartbeat
+
+    out = io.StringIO()
+    with Heartbeat("reproducing x", interval=0.05, file=out, force=True):
+        time.sleep(0.3)
+    lines = out.getvalue().splitlines()
+    assert len(lines) >= 2 and all(line.startswith("reproducing x: ") and line.endswith("s elapsed") for line in lines)
+    quiet = io.StringIO()
+    with Heartbeat("y", interval=0.05, file=quiet, force=True):
+        pass
+    assert quiet.getvalue() == ""

@@ -62,3 +62,32 @@ def progress_bar(total: int, desc: str, unit: str, *, estimate: bool = False, le
         return tqdm(total=total, desc=label, unit=unit, file=sys.stderr, leave=leave, initial=initial,
                     dynamic_ncols=True)
     return LogProgress(total, desc, unit, estimate=estimate, interval=interval, initial=initial)
+
+
+class Heartbeat:
+    """While a step with no countable progress runs, print ``label: N s elapsed`` every ``interval`` seconds
+    (only when stderr is not a terminal, where a silent minute looks like a hang)."""
+
+    def __init__(self, label: str, interval: float = 10.0, file: TextIO | None = None,
+                 force: bool = False) -> None:
+        import threading
+
+        self.label, self.interval, self.file = label, interval, file or sys.stderr
+        self.enabled = force or not self.file.isatty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+        self.started = time.monotonic()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            print(f"{self.label}: {time.monotonic() - self.started:.0f} s elapsed", file=self.file, flush=True)
+
+    def __enter__(self) -> Heartbeat:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self.enabled:
+            self._thread.join()

@@ -153,7 +153,10 @@ def run_reproduce(args: argparse.Namespace) -> int:
         mode = reproduction.mode_name(args.quick)
         print(f"reproducing {spec.name} ({mode}) into {out_dir} ...", flush=True)
         try:
-            run = reproduction.reproduce(spec, out_dir, quick=args.quick, seed=args.seed, check=args.check)
+            from ..progress import Heartbeat
+
+            with Heartbeat(f"reproducing {spec.name}"):
+                run = reproduction.reproduce(spec, out_dir, quick=args.quick, seed=args.seed, check=args.check)
         except Exception as exc:  # one broken paper must not hide the others under --all
             if not args.all:
                 raise
