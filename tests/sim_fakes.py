@@ -1,11 +1,11 @@
 """A transparent matching protocol for simulator tests: the hash travels in the clear.
 
-It follows the protocol interface exactly, so the simulator cannot tell it
-from a registered protocol; its behaviour is simple enough to compute expected
-metrics by hand. With ``synthetic_probability > 0`` the client sends a
-*synthetic* voucher in place of a real one with that probability, as tpsi-ad
-does: the server never counts it toward the threshold (here it is marked in the
-clear, since the fake hides nothing).
+``PROTOCOL`` subclasses the :class:`~e2escan.protocols.Protocol` ABC, so the
+simulator cannot tell it from a registered protocol; its behaviour is simple
+enough to compute expected metrics by hand. With ``synthetic_probability > 0``
+the client sends a *synthetic* voucher in place of a real one with that
+probability, as tpsi-ad does: the server never counts it toward the threshold
+(here it is marked in the clear, since the fake hides nothing).
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, ClassVar
 
 from e2escan.hashing import HashArray, PerceptualHash
-from e2escan.errors import ProtocolError
-from e2escan.protocols import LeakageProfile
+from e2escan.protocols import LeakageProfile, MatchServer, Protocol, ProtocolParams, Scanner, StatisticalModel
+from e2escan.protocols.base import Reveal as _Reveal
 
-name = "fake"
 LEAKAGE = LeakageProfile(
     server_voucher=("is_match", "length"),
     server_account=("vouchers",),
@@ -28,7 +27,9 @@ LEAKAGE = LeakageProfile(
 
 
 @dataclass(frozen=True)
-class Params:
+class Params(ProtocolParams):
+    PROTOCOL: ClassVar[str] = "fake"
+
     threshold: int = 2
     radius: int = 0
     synthetic_probability: float = 0.0
@@ -47,14 +48,14 @@ class Reveal:
         return tuple(range(len(self.matches)))
 
 
-class Server:
+class Server(MatchServer):
     def __init__(self, database: HashArray, params: Params) -> None:
         self.db = database
         self.params = params
         self.matched: dict[str, list[bytes]] = {}
         self.records: dict[str, list[dict]] = {}
 
-    def ingest(self, account: str, voucher: bytes) -> bytes:
+    def ingest(self, account: str, voucher: bytes) -> dict:
         synthetic, bits = struct.unpack(">BH", voucher[:3])
         h = PerceptualHash(bits, voucher[3 : 3 + bits // 8])
         payload = voucher[3 + bits // 8 :]
@@ -70,17 +71,20 @@ class Server:
     def account_view(self, account: str):
         return {"vouchers": len(self.records.get(account, ()))}
 
-    def reveal(self, account: str) -> Reveal:
+    def accounts(self) -> tuple[str, ...]:
+        return tuple(self.records)
+
+    def reveal(self, account: str) -> Reveal:  # type: ignore[override]
         m = self.matched.get(account, [])
         over = len(m) >= self.params.threshold
         return Reveal(account, tuple(m) if over else (), over)
 
 
-class Client:
+class Client(Scanner):
     def __init__(self, params: Params) -> None:
         self.params = params
         self.last_was_synthetic = False
-        self.coin_source: Callable[[bytes], int] | None = None  # set by the simulator: seeded coins
+        self.coin_source: Callable[[bytes], int] | None = None  # set by seed_client: seeded coins
         self._synthetic = 0
 
     def scan(self, h: PerceptualHash, payload: bytes = b"") -> bytes:
@@ -91,33 +95,42 @@ class Client:
         return struct.pack(">BH", self.last_was_synthetic, h.bits) + h.data + payload
 
 
-def server_setup(database: HashArray, params: Params):
-    return Server(database, params), b""
+class FakeProtocol(Protocol):
+    name = "fake"
+    summary = "the hash in the clear (simulator tests)"
+    Params = Params
+    LEAKAGE = LEAKAGE
+
+    def server_setup(self, database: HashArray, params: ProtocolParams, rng: Any = None) -> tuple[Server, bytes]:
+        assert isinstance(params, Params)
+        return Server(database, params), b""
+
+    def client(self, public: bytes, params: ProtocolParams) -> Client:
+        assert isinstance(params, Params)
+        return Client(params)
+
+    def match_radius(self, params: ProtocolParams) -> int:
+        assert isinstance(params, Params)
+        return params.radius
+
+    def threshold(self, params: ProtocolParams) -> int:
+        assert isinstance(params, Params)
+        return params.threshold
+
+    def statistical_model(self, params: ProtocolParams) -> StatisticalModel:
+        assert isinstance(params, Params)
+        return StatisticalModel(radius=params.radius, threshold=params.threshold,
+                                synthetic_probability=params.synthetic_probability,
+                                synthetic_capacity=params.synthetic_capacity, reveals_each_match=True)
+
+    def seed_client(self, client: Scanner, rng: Any, params: ProtocolParams) -> None:
+        from e2escan.protocols.tpsi_ad import seeded_coin
+
+        assert isinstance(client, Client)
+        client.coin_source = seeded_coin(rng, per_hash=False)
 
 
-def client(public: bytes, params: Params) -> Client:
-    return Client(params)
-
-
-def plaintext_matcher(database: HashArray, params: Params):
-    def match(h: PerceptualHash) -> tuple[bool, int]:
-        d = int(database.distances_to(h).min())
-        return d <= params.radius, d
-
-    return match
-
-
-def expected_openings(database: HashArray, params: Params):
-    return lambda h, matched: int(matched)
-
-
-def threshold(params: Params) -> int:
-    return params.threshold
-
-
-def counts_copies_once(params: Params) -> bool:
-    return False
-
-
-def ideal_functionality(params: Params, hash_bits: int):
-    raise ProtocolError("fake: declares no ideal functionality")
+PROTOCOL = FakeProtocol()
+# Module-level names kept for tests that build pieces by hand.
+name = PROTOCOL.name
+_ = _Reveal

@@ -141,7 +141,7 @@ def compare(faithful: dict, stat: dict, keys) -> dict[str, tuple[float, float]]:
 
 def statistical_side(which: str, cal: Path) -> dict[str, tuple[float, float]]:
     s = scenario(which, cal, seed=1, engine="statistical")
-    proto = sim_fakes if which == "A" else None
+    proto = sim_fakes.PROTOCOL if which == "A" else None
     runs = []
     for rep in range(STAT_REPLICATES):
         out = run_statistical(s, rep, protocol=proto)
@@ -169,7 +169,7 @@ def faithful_side(which: str, cal: Path) -> dict[str, tuple[float, float]]:
     if which not in _FAITHFUL:
         runs = []
         for seed in range(SEEDS[which]):
-            run = run_faithful(scenario(which, cal, seed), protocol=sim_fakes if which == "A" else None,
+            run = run_faithful(scenario(which, cal, seed), protocol=sim_fakes.PROTOCOL if which == "A" else None,
                                cache_dir=None)
             runs.append(observations(compute_metrics(run), run.daily))
         _FAITHFUL[which] = pooled(runs)

@@ -91,7 +91,7 @@ def test_population_offender_count_and_graph():
 
 def test_tiny_scenario_known_answers():
     s = Scenario.from_dict(TINY)
-    run = run_faithful(s, protocol=sim_fakes, cache_dir=None)
+    run = run_faithful(s, protocol=sim_fakes.PROTOCOL, cache_dir=None)
     m = compute_metrics(run)
     offender = int(np.flatnonzero(run.population.offender)[0])
     # 10 accounts x 3 messages x 2 days, every message carries one image.
@@ -111,7 +111,7 @@ def test_tiny_scenario_known_answers():
 def test_threshold_minus_one_flags_nobody():
     data = json.loads(json.dumps(TINY))
     data["protocol"]["params"]["threshold"] = 7  # the offender sends 6 known images in total
-    run = run_faithful(Scenario.from_dict(data), protocol=sim_fakes, cache_dir=None)
+    run = run_faithful(Scenario.from_dict(data), protocol=sim_fakes.PROTOCOL, cache_dir=None)
     assert run.flags == {}
     assert compute_metrics(run)["accounts"]["offenders_flagged"]["count"] == 0
 
@@ -120,7 +120,7 @@ def test_metrics_agree_with_direct_computation_from_event_log():
     data = json.loads(json.dumps(TINY))
     data["traffic"].update({"distribution": "poisson", "image_share": 0.5, "forward_share": 0.3})
     data["population"].update({"accounts": 30, "group_share": 0.3})
-    run = run_faithful(Scenario.from_dict(data), protocol=sim_fakes, cache_dir=None)
+    run = run_faithful(Scenario.from_dict(data), protocol=sim_fakes.PROTOCOL, cache_dir=None)
     feats = server_features(run)
     # Direct, independent count over the raw view.
     index = {n: i for i, n in enumerate(run.population.ids)}
@@ -148,9 +148,9 @@ def test_same_seed_same_metrics_different_seed_different(tmp_path):
     data = json.loads(json.dumps(TINY))
     data["traffic"].update({"distribution": "poisson", "image_share": 0.6})
     s = Scenario.from_dict(data)
-    a = run_scenario(s, tmp_path / "a", protocol=sim_fakes, cache_dir=None)
-    b = run_scenario(s, tmp_path / "b", protocol=sim_fakes, cache_dir=None)
-    c = run_scenario(s.with_overrides(seed=99), tmp_path / "c", protocol=sim_fakes, cache_dir=None)
+    a = run_scenario(s, tmp_path / "a", protocol=sim_fakes.PROTOCOL, cache_dir=None)
+    b = run_scenario(s, tmp_path / "b", protocol=sim_fakes.PROTOCOL, cache_dir=None)
+    c = run_scenario(s.with_overrides(seed=99), tmp_path / "c", protocol=sim_fakes.PROTOCOL, cache_dir=None)
     assert a["metrics"] == b["metrics"]
     assert a["metrics"] != c["metrics"]
     for name in ("summary.json", "metrics.csv", "daily.csv", "leakage.csv", "costs.csv", "manifest.json",
@@ -166,18 +166,18 @@ def test_resume_keeps_finished_replicates(tmp_path):
     data = json.loads(json.dumps(TINY))
     data["replicates"] = 2
     s = Scenario.from_dict(data)
-    run_scenario(s, tmp_path / "r", protocol=sim_fakes, cache_dir=None)
+    run_scenario(s, tmp_path / "r", protocol=sim_fakes.PROTOCOL, cache_dir=None)
     rep0 = tmp_path / "r" / "runs" / "rep-000" / "summary.json"
     before = rep0.stat().st_mtime_ns
     shutil.rmtree(tmp_path / "r" / "runs" / "rep-001")  # as if killed during replicate 1
     (tmp_path / "r" / "runs" / ".rep-001.tmp").mkdir()  # a half-written replicate
-    summary = run_scenario(s, tmp_path / "r", resume=True, protocol=sim_fakes, cache_dir=None)
+    summary = run_scenario(s, tmp_path / "r", resume=True, protocol=sim_fakes.PROTOCOL, cache_dir=None)
     assert rep0.stat().st_mtime_ns == before
     assert (tmp_path / "r" / "runs" / "rep-001" / "summary.json").exists()
     assert not (tmp_path / "r" / "runs" / ".rep-001.tmp").exists()
     assert summary["replicates"] == 2
     # The resumed folder's tables have the layout of an uninterrupted run: same columns, same rows, same order.
-    run_scenario(s, tmp_path / "u", protocol=sim_fakes, cache_dir=None)
+    run_scenario(s, tmp_path / "u", protocol=sim_fakes.PROTOCOL, cache_dir=None)
     assert (tmp_path / "r" / "daily.csv").read_text() == (tmp_path / "u" / "daily.csv").read_text()
     for name in ("leakage.csv", "costs.csv"):
         assert [line.split(",")[0] for line in (tmp_path / "r" / name).read_text().splitlines()] == \
@@ -186,7 +186,7 @@ def test_resume_keeps_finished_replicates(tmp_path):
     resumed, fresh = ((tmp_path / d / "metrics.csv").read_text().splitlines() for d in ("r", "u"))
     assert resumed[0] == fresh[0] and [r.split(",")[0] for r in resumed] == [r.split(",")[0] for r in fresh]
     with pytest.raises(ScenarioError, match="different scenario"):
-        run_scenario(s.with_overrides(days=3), tmp_path / "r", resume=True, protocol=sim_fakes, cache_dir=None)
+        run_scenario(s.with_overrides(days=3), tmp_path / "r", resume=True, protocol=sim_fakes.PROTOCOL, cache_dir=None)
 
 
 def test_real_tpsi_ad_is_deterministic_despite_os_randomness():
@@ -292,7 +292,7 @@ def test_pooled_header_and_days_to_detection_over_replicates(tmp_path):
     data = json.loads(json.dumps(TINY))
     data["replicates"] = 2
     s = Scenario.from_dict(data)
-    summary = run_scenario(s, tmp_path / "r", protocol=sim_fakes, cache_dir=None)
+    summary = run_scenario(s, tmp_path / "r", protocol=sim_fakes.PROTOCOL, cache_dir=None)
     per_rep = [json.loads((tmp_path / "r" / "runs" / f"rep-00{i}" / "summary.json").read_text()) for i in range(2)]
     accounts = per_rep[0]["metrics"]["accounts"]["accounts"]
     assert f"{accounts:,} accounts" in format_summary(summary).splitlines()[0]

@@ -54,9 +54,9 @@ def test_sparse_and_dense_innocent_sampling_agree(ahash_calibration):
     base = scenario(ahash_calibration, 3, 12, 2, engine="statistical", accounts=20_000)
     base = base.with_overrides(**{"statistical.false_match_rate": 0.02, "population.offender_share": 0.0,
                                   "traffic.messages_per_day": 5})
-    sparse = [run_statistical(base, r, protocol=sim_fakes)["metrics"]["accounts"]["innocent_flagged"]["count"] for r in range(5)]
+    sparse = [run_statistical(base, r, protocol=sim_fakes.PROTOCOL)["metrics"]["accounts"]["innocent_flagged"]["count"] for r in range(5)]
     # 'fixed' traffic forces the dense path; with 5 messages a day, images ~ Binomial(5, 0.6) per account-day.
-    dense = [run_statistical(base.with_overrides(**{"traffic.distribution": "fixed"}), r, protocol=sim_fakes)["metrics"]["accounts"]
+    dense = [run_statistical(base.with_overrides(**{"traffic.distribution": "fixed"}), r, protocol=sim_fakes.PROTOCOL)["metrics"]["accounts"]
              ["innocent_flagged"]["count"] for r in range(5)]
     # Expected flags: P[N >= 2] for N ~ Poisson(3 days * 3 images * 0.02) vs Binomial(15, 0.012).
     lam = 3 * 3 * 0.02
@@ -111,7 +111,7 @@ def test_tail_extrapolation_below_the_data():
 def test_scenario_mismatch_is_refused(ahash_calibration):
     s = scenario(ahash_calibration, 1, 4, 2, engine="statistical").with_overrides(**{"content.image_size": 128})
     with pytest.raises(ScenarioError, match="measured with png attachments of 64px"):
-        run_statistical(s, protocol=sim_fakes)
+        run_statistical(s, protocol=sim_fakes.PROTOCOL)
 
 
 def test_omitted_protocol_parameters_take_the_protocols_defaults(ahash_calibration):
@@ -160,7 +160,7 @@ def test_fixed_traffic_sends_fixed_counts_in_the_leakage_sample(ahash_calibratio
     """Under 'fixed' traffic every account sends exactly the same number of messages (the old sample drew Poisson)."""
     s = scenario(ahash_calibration, 3, 6, 2, engine="statistical", accounts=400)
     s = s.with_overrides(**{"traffic.distribution": "fixed"})
-    rows = run_statistical(s, protocol=sim_fakes)["metrics"]["leakage"]
+    rows = run_statistical(s, protocol=sim_fakes.PROTOCOL)["metrics"]["leakage"]
     messages = [r for r in rows if r["feature"] == "messages_sent"]
     assert messages and messages[0]["advantage"] == 0.0
 
@@ -305,9 +305,9 @@ def test_replicate_sampler_matches_full_runs_and_the_closed_form(ahash_calibrati
 
     s = scenario(ahash_calibration, 4, 6, 1, engine="statistical", accounts=20_000).with_overrides(
         **{"statistical.false_match_rate": 2e-3, "traffic.forward_share": 0.3, "traffic.popular_images": 50})
-    counts = innocent_flag_replicates(s, 300, protocol=sim_fakes)
+    counts = innocent_flag_replicates(s, 300, protocol=sim_fakes.PROTOCOL)
     for r in (0, 7):
-        run = run_statistical(s, replicate=r, protocol=sim_fakes)["metrics"]
+        run = run_statistical(s, replicate=r, protocol=sim_fakes.PROTOCOL)["metrics"]
         assert run["accounts"]["innocent_flagged"]["count"] == counts[r]
     want = run["model"]["expected_innocent_flagged"]
     se = counts.std(ddof=1) / np.sqrt(counts.size)

@@ -24,6 +24,7 @@ from .base import (
     ProtocolParams,
     Reveal,
     Scanner,
+    StatisticalModel,
     VoucherPointError,
     VoucherReplayError,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "ProtocolParams",
     "Reveal",
     "Scanner",
+    "StatisticalModel",
     "VoucherPointError",
     "VoucherReplayError",
     "ball_size",

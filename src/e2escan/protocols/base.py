@@ -266,6 +266,28 @@ class PerVoucherMatchServer(MatchServer):
         return tuple(self._records)
 
 
+@dataclass(frozen=True)
+class StatisticalModel:
+    """What the statistical path needs to model a protocol, or why it cannot.
+
+    ``radius``: Hamming radius of a match; ``threshold``: distinct matches an
+    account needs (1: every match is revealed); ``copies_once``: re-sent copies
+    of one hash count once toward the threshold; ``synthetic_probability`` and
+    ``synthetic_capacity``: synthetic cover (a voucher that opens but never
+    counts); ``reveals_each_match``: the server learns every voucher's match
+    result (plaintext, psi-exact), a ServerView feature of the leakage sample.
+    ``unsupported``: a reason the statistical path must refuse the variant.
+    """
+
+    radius: int = 0
+    threshold: int = 1
+    copies_once: bool = False
+    synthetic_probability: float = 0.0
+    synthetic_capacity: int = 0
+    reveals_each_match: bool = False
+    unsupported: str | None = None
+
+
 class Protocol(abc.ABC):
     """A matching protocol: parameters, leakage profile, setup, client and server."""
 
@@ -306,6 +328,25 @@ class Protocol(abc.ABC):
     def counts_copies_once(self, params: ProtocolParams) -> bool:
         """Whether re-sent copies of one hash count once toward the threshold (tpsi-ad's ``dedup = "hash"``)."""
         return False
+
+    def payload_size(self, params: ProtocolParams) -> int:
+        """Bytes of associated data a voucher carries (the simulator pads its payload to this)."""
+        return 256
+
+    def statistical_model(self, params: ProtocolParams) -> StatisticalModel:
+        """How the statistical path models this protocol.
+
+        The default refuses: a new variant is not silently modelled as
+        another. A variant that matches within a radius with a threshold
+        overrides this (see the built-ins).
+        """
+        return StatisticalModel(unsupported=f"{self.name} declares no statistical model "
+                                            "(override Protocol.statistical_model); use engine = 'faithful'")
+
+    def seed_client(self, client: Scanner, rng: Any, params: ProtocolParams) -> None:
+        """Simulation only: make the device's secret random decisions reproducible from ``rng`` (a seeded
+        ``numpy.random.Generator``). Default: nothing to seed."""
+        return None
 
     def ideal_functionality(self, params: ProtocolParams, hash_bits: int) -> IdealFunctionality:
         """The protocol's ``LEAKAGE`` as an ideal world (:mod:`e2escan.protocols.ideal`), for the leakage audit."""

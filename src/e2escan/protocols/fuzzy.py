@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import ConfigError, ProtocolError
 from ..hashing import HashArray, PerceptualHash
-from .base import LeakageProfile, check_int
+from .base import LeakageProfile, ProtocolParams, StatisticalModel, check_int
 from .tpsi_ad import DESCRIPTIONS, TpsiAdParams, TpsiAdProtocol, TpsiAdScanner
 
 BALL = "tpsi-ad-ball"
@@ -106,6 +106,10 @@ class TpsiAdBallProtocol(TpsiAdProtocol):
     def _database_items(self, database: HashArray, params: TpsiAdParams) -> list[bytes]:
         assert isinstance(params, TpsiAdBallParams)
         return expand_ball(database, params.radius)
+
+    def match_radius(self, params: ProtocolParams) -> int:
+        assert isinstance(params, TpsiAdBallParams)
+        return params.radius
 
 
 # --- tpsi-ad-multiprobe ----------------------------------------------------------------
@@ -188,6 +192,10 @@ class TpsiAdMultiprobeProtocol(TpsiAdProtocol):
     def client(self, public: bytes, params: Any) -> TpsiAdMultiprobeScanner:
         self._check_params(params)
         return TpsiAdMultiprobeScanner(self.name, self.PUBLIC_MAGIC, public, params)
+
+    def statistical_model(self, params: ProtocolParams) -> StatisticalModel:
+        return StatisticalModel(unsupported=f"{self.name} matches on probe sets, not within a radius; the "
+                                            "statistical path models radius-based matching: use engine = 'faithful'")
 
     def expected_openings(self, database: HashArray, params: Any) -> Callable[[PerceptualHash, bool], int]:
         """Pairs a real voucher opens: the database hashes among its probes (fixed ``probe_order``, no hint)."""

@@ -17,6 +17,7 @@ from ..crypto.codec import FieldSpec, Schema, read_u32, u32
 from ..errors import ProtocolError, VoucherError
 from ..hashing import HashArray, PerceptualHash
 from .base import (
+    StatisticalModel,
     LeakageProfile,
     PerVoucherMatchServer,
     Protocol,
@@ -155,6 +156,14 @@ class PlaintextProtocol(Protocol):
     def match_radius(self, params: ProtocolParams) -> int:
         assert isinstance(params, PlaintextParams)
         return params.radius
+
+    def payload_size(self, params: ProtocolParams) -> int:
+        assert isinstance(params, PlaintextParams)
+        return params.payload_size
+
+    def statistical_model(self, params: ProtocolParams) -> StatisticalModel:
+        self._check_params(params)
+        return StatisticalModel(radius=self.match_radius(params), threshold=1, reveals_each_match=True)
 
     def ideal_functionality(self, params: ProtocolParams, hash_bits: int) -> IdealFunctionality:
         """Everything is declared: the voucher is the hash and the payload in the clear, and the server's match."""

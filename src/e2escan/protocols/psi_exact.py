@@ -36,6 +36,7 @@ from ..crypto.codec import Decoded, FieldSpec, Schema
 from ..errors import AuthenticationError, DecodeError, InvalidPointError, VoucherError
 from ..hashing import HashArray, PerceptualHash
 from .base import (
+    StatisticalModel,
     LeakageProfile,
     PerVoucherMatchServer,
     Protocol,
@@ -232,6 +233,14 @@ class PsiExactProtocol(Protocol):
         self._check_params(params)
         assert isinstance(params, PsiExactParams)
         return ideal_functionality(params)
+
+    def payload_size(self, params: ProtocolParams) -> int:
+        assert isinstance(params, PsiExactParams)
+        return params.payload_size
+
+    def statistical_model(self, params: ProtocolParams) -> StatisticalModel:
+        self._check_params(params)
+        return StatisticalModel(radius=0, threshold=1, reveals_each_match=True)
 
     def client(self, public: bytes, params: ProtocolParams) -> PsiExactScanner:
         self._check_params(params)

@@ -71,6 +71,7 @@ from ..errors import (
 )
 from ..hashing import HashArray, PerceptualHash
 from .base import (
+    StatisticalModel,
     LeakageProfile,
     MatchServer,
     Protocol,
@@ -693,7 +694,24 @@ class TpsiAdProtocol(Protocol):
         return unique_rows(database)
 
     def match_radius(self, params: ProtocolParams) -> int:
-        return int(getattr(params, "radius", 0))
+        return 0  # exact matching; the ball variant overrides this
+
+    def payload_size(self, params: ProtocolParams) -> int:
+        assert isinstance(params, TpsiAdParams)
+        return params.payload_size
+
+    def statistical_model(self, params: ProtocolParams) -> StatisticalModel:
+        self._check_params(params)
+        assert isinstance(params, TpsiAdParams)
+        return StatisticalModel(radius=self.match_radius(params), threshold=params.threshold,
+                                copies_once=self.counts_copies_once(params),
+                                synthetic_probability=params.synthetic_probability,
+                                synthetic_capacity=params.synthetic_capacity)
+
+    def seed_client(self, client: Scanner, rng: Any, params: ProtocolParams) -> None:
+        """Replace the device's OS coin for synthetic-voucher decisions with a seeded one (simulation only)."""
+        assert isinstance(client, TpsiAdScanner) and isinstance(params, TpsiAdParams)
+        client.coin_source = seeded_coin(rng, params.dedup == "hash")
 
     def threshold(self, params: ProtocolParams) -> int | None:
         self._check_params(params)

@@ -68,38 +68,29 @@ import numpy as np
 from ..errors import ScenarioError
 from ..metrics.leakage import estimate, max_feature_test
 from ..metrics.rates import proportion
-from ..protocols import get_protocol
+from ..protocols import StatisticalModel, get_protocol
 from .calibration import Calibration
 from .faithful import replicate_streams, spawn_streams
 from .scenario import Scenario, shipped_scenarios_dir
 
-#: Protocols whose server learns each voucher's match result (see their specs in protocols/).
-PER_VOUCHER_MATCH_LEAK = {"plaintext", "psi-exact"}
-
-
 def protocol_matching(scenario: Scenario, protocol: Any = None) -> tuple[int, int]:
-    """(Hamming radius, threshold) that decide matches and flags for radius-based protocols.
+    """(Hamming radius, threshold) that decide matches and flags, from the protocol's statistical model.
 
     Read from the protocol's own parameter object, so omitted parameters take
     the protocol's defaults exactly as on the faithful path (e.g. tpsi-ad's
     threshold of 30).
     """
-    radius, threshold, _, _ = _protocol_model(scenario, protocol)
-    return radius, threshold
+    model = _protocol_model(scenario, protocol)
+    return model.radius, model.threshold
 
 
-def _protocol_model(scenario: Scenario, protocol: Any = None) -> tuple[int, int, Any, bool]:
-    """(radius, threshold, the protocol's parameter object, whether copies of one hash count once)."""
-    name = scenario.protocol.name
-    if "multiprobe" in name:
-        raise ScenarioError(
-            f"protocol.name: the statistical path models radius-based matching; {name!r} matches on probe sets, "
-            "use engine = 'faithful'"
-        )
-    proto = protocol if protocol is not None else get_protocol(name)
-    params = proto.Params(**scenario.protocol.params)
-    radius = proto.match_radius(params) if hasattr(proto, "match_radius") else int(getattr(params, "radius", 0))
-    return radius, int(getattr(params, "threshold", 1)), params, bool(proto.counts_copies_once(params))
+def _protocol_model(scenario: Scenario, protocol: Any = None) -> StatisticalModel:
+    """The protocol's :class:`StatisticalModel` for the scenario's parameters; refuses what it cannot model."""
+    proto = protocol if protocol is not None else get_protocol(scenario.protocol.name)
+    model = proto.statistical_model(proto.Params(**scenario.protocol.params))
+    if model.unsupported:
+        raise ScenarioError(f"protocol.name: {model.unsupported}")
+    return model
 
 
 def load_calibration(scenario: Scenario) -> Calibration:
@@ -137,6 +128,7 @@ class Probabilities:
     spec_same: np.ndarray = field(default_factory=lambda: np.ones(1))
     dedup: bool = False  # copies of one hash count once toward t (tpsi-ad's dedup = "hash")
     forward_share: float = 0.0
+    reveals_each_match: bool = False  # the server learns each voucher's match result (a leakage feature)
     #: Per popular image and transform (``(P, K)``), drawn once per replicate: does that copy match, and does
     #: it keep its original's hash. ``None``: derived from ``p_popular`` as ``M_i & (recall draw)`` would be
     #: with every recall 1 (tests that build the object by hand).
@@ -181,7 +173,8 @@ def draw_units(rng: np.random.Generator, originals: np.ndarray, recall: np.ndarr
 def probabilities(
     scenario: Scenario, cal: Calibration, rng: np.random.Generator, protocol: Any = None
 ) -> Probabilities:
-    radius, threshold, params, copies_once = _protocol_model(scenario, protocol)
+    model = _protocol_model(scenario, protocol)
+    radius, threshold = model.radius, model.threshold
     t = scenario.traffic
     override = scenario.statistical.false_match_rate
     if override is not None:
@@ -200,11 +193,10 @@ def probabilities(
     share = ranks ** -t.popularity_exponent
     share /= share.sum()
     popular_match = rng.random(t.popular_images) < p_fresh
-    synthetic = float(getattr(params, "synthetic_probability", 0.0))
-    capacity = int(getattr(params, "synthetic_capacity", 0))
-    dedup = copies_once and threshold > 1
+    synthetic, capacity = model.synthetic_probability, model.synthetic_capacity
+    dedup = model.copies_once and threshold > 1
     prob = Probabilities(radius, threshold, p_fresh, popular_match, share, recall, 0.0, synthetic, capacity,
-                         weights, recalls, same, dedup, t.forward_share)
+                         weights, recalls, same, dedup, t.forward_share, reveals_each_match=model.reveals_each_match)
     # A forward is a copy of a popular image sent with a transform of the mix: it matches as its unit does.
     prob.unit_match, prob.unit_same = draw_units(rng, popular_match, recalls, same, prob.stray_probability())
     prob.p_innocent_image = (1 - t.forward_share) * p_fresh + t.forward_share * float(
@@ -644,7 +636,7 @@ def _leakage(s: Scenario, prob: Probabilities, lam: float, lam_off: float,
     keep_a, keep_b = a["counted"] < prob.threshold, b["counted"] < prob.threshold  # not flagged
     label = np.r_[np.ones(int(keep_a.sum()), bool), np.zeros(int(keep_b.sum()), bool)]
     feats = {"messages_sent": "messages_sent", "vouchers": "vouchers"}
-    if s.protocol.name in PER_VOUCHER_MATCH_LEAK:
+    if prob.reveals_each_match:
         feats["match_events"] = "matches"
     if prob.synthetic > 0:
         feats["opened_events"] = "opened"
