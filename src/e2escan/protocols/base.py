@@ -267,6 +267,16 @@ class PerVoucherMatchServer(MatchServer):
 
 
 @dataclass(frozen=True)
+class WireSizes:
+    """Bytes on the wire for one parameter set and database size."""
+
+    table_entries: int  # hashes placed in the blinded table (0 when nothing is shipped)
+    table_cells: int  # cells shipped to every device (buckets + stash)
+    public_bytes: int  # the public parameters every device downloads
+    voucher_bytes: int  # one voucher (every voucher of a parameter set has this length)
+
+
+@dataclass(frozen=True)
 class StatisticalModel:
     """What the statistical path needs to model a protocol, or why it cannot.
 
@@ -342,6 +352,14 @@ class Protocol(abc.ABC):
         """
         return StatisticalModel(unsupported=f"{self.name} declares no statistical model "
                                             "(override Protocol.statistical_model); use engine = 'faithful'")
+
+    def wire_sizes(self, params: ProtocolParams, database_hashes: int, bits: int = 64,
+                   payload_bytes: int | None = None) -> WireSizes:
+        """Exact sizes for ``params`` and a database of ``database_hashes`` distinct hashes (from the schemas).
+
+        ``payload_bytes`` matters only where vouchers are not padded (plaintext).
+        """
+        raise ProtocolError(f"{self.name}: declares no wire sizes (override Protocol.wire_sizes)")
 
     def seed_client(self, client: Scanner, rng: Any, params: ProtocolParams) -> None:
         """Simulation only: make the device's secret random decisions reproducible from ``rng`` (a seeded

@@ -200,3 +200,11 @@ def build_blinded_table(
     table = b"".join(entries)
     public = BlindedTable(protocol, fingerprint, nonce, bits, cuckoo.layout, L, table)
     return ServerTableState(alpha, public, cuckoo)
+
+
+def public_bytes(cells: int) -> int:
+    """Length of the encoded public parameters of a blinded table with ``cells`` cells."""
+    from ..crypto.codec import FIELD_HEADER_BYTES, HEADER_BYTES
+
+    fixed = 32 + NONCE_BYTES + 4 + 4 + 4 + 4 + 16 + group.POINT_BYTES
+    return HEADER_BYTES + 9 * FIELD_HEADER_BYTES + fixed + group.POINT_BYTES * cells

@@ -111,6 +111,11 @@ class TpsiAdBallProtocol(TpsiAdProtocol):
         assert isinstance(params, TpsiAdBallParams)
         return params.radius
 
+    def table_entries(self, params: ProtocolParams, database_hashes: int, bits: int) -> int:
+        """``n * ball_size(bits, r)``: exact when no two database hashes are within ``2r`` of each other."""
+        assert isinstance(params, TpsiAdBallParams)
+        return database_hashes * ball_size(bits, params.radius)
+
 
 # --- tpsi-ad-multiprobe ----------------------------------------------------------------
 

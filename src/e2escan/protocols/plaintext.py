@@ -17,6 +17,7 @@ from ..crypto.codec import FieldSpec, Schema, read_u32, u32
 from ..errors import ProtocolError, VoucherError
 from ..hashing import HashArray, PerceptualHash
 from .base import (
+    WireSizes,
     StatisticalModel,
     LeakageProfile,
     PerVoucherMatchServer,
@@ -164,6 +165,16 @@ class PlaintextProtocol(Protocol):
     def statistical_model(self, params: ProtocolParams) -> StatisticalModel:
         self._check_params(params)
         return StatisticalModel(radius=self.match_radius(params), threshold=1, reveals_each_match=True)
+
+    def wire_sizes(self, params: ProtocolParams, database_hashes: int, bits: int = 64,
+                   payload_bytes: int | None = None) -> WireSizes:
+        from ..crypto.codec import FIELD_HEADER_BYTES, HEADER_BYTES
+
+        assert isinstance(params, PlaintextParams)
+        payload = params.payload_size if payload_bytes is None else payload_bytes
+        public = HEADER_BYTES + 2 * FIELD_HEADER_BYTES + 32 + 4
+        voucher = HEADER_BYTES + 3 * FIELD_HEADER_BYTES + bits // 8 + 4 + payload
+        return WireSizes(0, 0, public, voucher)
 
     def ideal_functionality(self, params: ProtocolParams, hash_bits: int) -> IdealFunctionality:
         """Everything is declared: the voucher is the hash and the payload in the clear, and the server's match."""

@@ -36,6 +36,7 @@ from ..crypto.codec import Decoded, FieldSpec, Schema
 from ..errors import AuthenticationError, DecodeError, InvalidPointError, VoucherError
 from ..hashing import HashArray, PerceptualHash
 from .base import (
+    WireSizes,
     StatisticalModel,
     LeakageProfile,
     PerVoucherMatchServer,
@@ -241,6 +242,18 @@ class PsiExactProtocol(Protocol):
     def statistical_model(self, params: ProtocolParams) -> StatisticalModel:
         self._check_params(params)
         return StatisticalModel(radius=0, threshold=1, reveals_each_match=True)
+
+    def wire_sizes(self, params: ProtocolParams, database_hashes: int, bits: int = 64,
+                   payload_bytes: int | None = None) -> WireSizes:
+        import math
+
+        from .blinded_table import public_bytes
+
+        assert isinstance(params, PsiExactParams)
+        cells = math.ceil(database_hashes / params.cuckoo_load) + params.stash_size
+        schema = voucher_schema(params)
+        return WireSizes(database_hashes, cells, public_bytes(cells),
+                         schema.overhead() + sum(int(f.size) for f in schema.fields))  # type: ignore[arg-type]
 
     def client(self, public: bytes, params: ProtocolParams) -> PsiExactScanner:
         self._check_params(params)

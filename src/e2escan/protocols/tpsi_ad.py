@@ -71,6 +71,7 @@ from ..errors import (
 )
 from ..hashing import HashArray, PerceptualHash
 from .base import (
+    WireSizes,
     StatisticalModel,
     LeakageProfile,
     MatchServer,
@@ -707,6 +708,23 @@ class TpsiAdProtocol(Protocol):
                                 copies_once=self.counts_copies_once(params),
                                 synthetic_probability=params.synthetic_probability,
                                 synthetic_capacity=params.synthetic_capacity)
+
+    def table_entries(self, params: ProtocolParams, database_hashes: int, bits: int) -> int:
+        """Hashes placed in the blinded table for a database of ``database_hashes`` distinct hashes."""
+        return database_hashes
+
+    def wire_sizes(self, params: ProtocolParams, database_hashes: int, bits: int = 64,
+                   payload_bytes: int | None = None) -> WireSizes:
+        import math
+
+        from .blinded_table import public_bytes
+
+        assert isinstance(params, TpsiAdParams)
+        entries = self.table_entries(params, database_hashes, bits)
+        cells = math.ceil(entries / params.cuckoo_load) + params.stash_size
+        schema = voucher_schema(params)
+        return WireSizes(entries, cells, public_bytes(cells),
+                         schema.overhead() + sum(int(f.size) for f in schema.fields))  # type: ignore[arg-type]
 
     def seed_client(self, client: Scanner, rng: Any, params: ProtocolParams) -> None:
         """Replace the device's OS coin for synthetic-voucher decisions with a seeded one (simulation only)."""
