@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +55,6 @@ from e2escan.sim.measure import compute_metrics
 from e2escan.sim.scenario import Scenario
 from e2escan.sim.statistical import run_statistical
 
-sys.path.insert(0, str(Path(__file__).parent))
 import sim_fakes
 
 TRANSFORMS = [{"spec": "none", "weight": 0.5}, {"spec": "jpeg:quality=60", "weight": 0.2},

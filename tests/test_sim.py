@@ -2,8 +2,6 @@
 
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +15,6 @@ from e2escan.sim.runner import run_scenario, scenario_to_toml
 from e2escan.sim.scenario import Population, Scenario, shipped_scenarios_dir
 from e2escan.sim.summary import compare
 
-sys.path.insert(0, str(Path(__file__).parent))
 import sim_fakes
 
 TINY = {

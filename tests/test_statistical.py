@@ -1,7 +1,6 @@
 """The statistical path: calibration, sampling, closed forms and scale (agreement with the faithful path: test_path_agreement.py)."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,6 @@ from e2escan.sim.calibration import Calibration, calibrate
 from e2escan.sim.scenario import Scenario
 from e2escan.sim.statistical import run_statistical
 
-sys.path.insert(0, str(Path(__file__).parent))
 import sim_fakes
 
 TRANSFORMS = [

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,6 @@ from e2escan.sim.calibration import calibrate
 from e2escan.sim.scenario import Scenario
 from e2escan.sim.statistical import run_statistical
 
-sys.path.insert(0, str(Path(__file__).parent))
 import sim_fakes
 
 TRANSFORMS = [{"spec": "none", "weight": 0.5}, {"spec": "jpeg:quality=60", "weight": 0.3},
