@@ -9,6 +9,8 @@ import pytest
 
 import e2escan
 
+pytestmark = pytest.mark.slow  # outside the fast lane: pytest -m 'not slow'
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 

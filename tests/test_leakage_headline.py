@@ -17,6 +17,8 @@ import pytest
 
 from e2escan.metrics.leakage import _advantage_matrix, advantage, max_feature_test
 
+pytestmark = pytest.mark.slow  # outside the fast lane: pytest -m 'not slow'
+
 ACCOUNTS, OFFENDERS = 380, 5
 
 

@@ -13,6 +13,8 @@ from e2escan.protocols.events import MatchEvent, check_fields, decode_event
 from e2escan.sim.faithful import run_faithful
 from e2escan.sim.scenario import Scenario
 
+pytestmark = pytest.mark.slow  # outside the fast lane: pytest -m 'not slow'
+
 BASE = {
     "name": "leak",
     "seed": 11,

@@ -14,6 +14,8 @@ import pytest
 from e2escan import reproduction
 from e2escan.errors import ConfigError
 
+pytestmark = pytest.mark.slow  # outside the fast lane: pytest -m 'not slow'
+
 PAPERS_DIR = Path(__file__).resolve().parents[1] / "papers"
 PAPER_FOLDERS = sorted(p.parent for p in PAPERS_DIR.glob("*/paper.toml")) if PAPERS_DIR.is_dir() else []
 

@@ -19,6 +19,8 @@ from PIL import Image
 
 from e2escan.cli import main
 
+pytestmark = pytest.mark.slow  # outside the fast lane: pytest -m 'not slow'
+
 TINY = ["--set", "days=1", "--set", "population.accounts=30", "--set", "content.image_size=64",
         "--set", "content.database_size=10", "--set", "traffic.popular_images=5", "--no-cache"]
 SWEEP = """name = "tiny"
