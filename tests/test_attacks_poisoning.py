@@ -1,4 +1,9 @@
-"""Database poisoning: the direct computation, the adversary's choice, and agreement with real protocol runs."""
+"""Database poisoning: the direct computation, the adversary's choice, the holder models, and real protocol runs.
+
+Agreement between real protocol runs and the model checks the protocol
+implementation; the holder-model tests check the model's sampler against its
+closed forms, and that the closed forms tell correlated holders apart from
+independent ones.""" 
 
 from __future__ import annotations
 
@@ -10,13 +15,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from e2escan.attacks import poisoning
 from e2escan.attacks.poisoning import (
     EVERYDAY_EDITS,
     EditFamily,
+    HolderPool,
     PoisoningExperiment,
     ProtocolUnderTest,
     Uniform,
+    check_holder_model,
     choose_poison,
+    draw_holder_copies,
+    holder_revealed_probability,
     make_copies,
     matches_any,
     opened_count_test,
@@ -24,6 +34,8 @@ from e2escan.attacks.poisoning import (
     revealed_probability,
     run_poisoning_experiment,
     run_protocol_poisoning,
+    simulate_revealed,
+    with_weights,
 )
 from e2escan.errors import ConfigError
 from e2escan.hashing import HashArray, get_hasher
@@ -156,7 +168,8 @@ def test_edit_families_are_validated_when_declared():
 SMALL = {
     "targets": 1, "attacker_copies": 40, "victim_copies": 60, "unrelated_images": 20, "database_size": 200,
     "image_size": 128, "fractions": (0.0, 0.01, 0.05), "copies_held": (3,), "other_images": 5,
-    "run_fractions": (0.05,), "run_accounts": 30,
+    "run_fractions": (0.05,), "run_accounts": 20,
+    "holder_fractions": (0.05,), "model_holders": 2000,
     "protocols": (
         ProtocolUnderTest("plaintext, radius 31", "plaintext", {"radius": 31}),
         ProtocolUnderTest("tpsi-ad t=1", "tpsi-ad", {"threshold": 1, "synthetic_probability": 0.0, "dedup": "none"}),
@@ -171,19 +184,24 @@ def small_results():
     return run_poisoning_experiment(PoisoningExperiment(**SMALL), np.random.default_rng(11))
 
 
-def test_poisoning_measurements_agree_with_a_direct_computation(small_results):
-    """Protocol runs vs the binomial: the direct value lies in the 99.9% Wilson interval of the measured rate."""
+def test_poisoning_measurements_agree_with_the_model(small_results):
+    """Protocol runs vs the model (closed form, or the holder model simulated for dedup = "hash"): the model
+    value lies in the 99.9% Wilson interval of the measured rate. This checks the protocol implementation; both
+    sides draw holders' copies the same way, so it says nothing about whether the holder model is realistic."""
     rows = small_results.protocol_runs
-    assert len(rows) == 3
+    # plaintext: 2 holder models; each tpsi-ad configuration: 2 dedup modes x 2 holder models
+    assert len(rows) == 2 + 2 * 4
+    assert {(r["dedup"], r["correlation"]) for r in rows} == {(d, c) for d in ("none", "hash") for c in (0.0, 1.0)}
     for row in rows:
-        assert row["holders"] == 30 and row["non_holders"] == 30
+        assert row["holders"] == 20 and row["non_holders"] == 20
         assert row["revealed_agrees"], row
-        assert row["opened_test_agrees"], row
+        assert row["opened_test_agrees"] is not False, row
         assert row["non_holders_revealed"] == 0  # unrelated images never match the poisoned entries
     assert small_results.per_copy[0]["per_copy_detection"] == 0.0  # nothing poisoned, nothing detected
     rates = {r["poison_fraction"]: r["per_copy_detection"] for r in small_results.per_copy
              if r["edit_family"] == "all" and r["radius"] == 31}
     assert 0 < rates[0.01] <= rates[0.05]
+    assert small_results.holders and all(r["agrees"] for r in small_results.holders if r["dedup"] == "none")
 
 
 def test_the_threshold_protocol_reveals_exactly_the_accounts_with_t_real_matches():
@@ -200,3 +218,127 @@ def test_the_threshold_protocol_reveals_exactly_the_accounts_with_t_real_matches
     assert run.target_matches.tolist() == [0, 1, 2, 3]
     assert run.opened.tolist() == [0, 1, 2, 3]  # below t the server still counts the opened vouchers
     assert run.revealed_target.tolist() == [False, False, True, True]
+
+
+# --- holder models ------------------------------------------------------------------------------------
+
+NAMES = ("forwarded", "recompressed", "cropped", "rotated")
+
+
+def _pool(sizes=(200, 100, 400, 300), rotated_hits=30) -> HolderPool:
+    """Two deterministic families (one hash each, always matched) and two varied ones (a distinct hash per
+    copy): cropped never matched, rotated matched ``rotated_hits`` times out of its copies."""
+    family = np.repeat(np.arange(4), sizes)
+    hit = np.r_[np.ones(sizes[0] + sizes[1], bool), np.zeros(sizes[2], bool),
+                np.arange(sizes[3]) < rotated_hits]
+    hash_id = np.r_[np.zeros(sizes[0], np.int64), np.ones(sizes[1], np.int64), 2 + np.arange(sizes[2] + sizes[3])]
+    return HolderPool(NAMES, family, hit, hash_id)
+
+
+def test_one_family_holders_reveal_far_more_than_the_binomial_at_t30():
+    """At t = 30, m = 40 the binomial (independent copies) says almost nobody is revealed; holders whose
+    copies all share one edit family are revealed whenever that family is deterministic (30% here).
+    Tolerance: 4 binomial standard errors at the closed-form value, 20,000 holders."""
+    pool = _pool()
+    binomial = revealed_probability(pool.rate(), 40, 30)
+    one = check_holder_model(pool, 40, 30, 0.0, 1.0, 20_000, np.random.default_rng(1))
+    assert binomial < 1e-6
+    assert one.closed_form == pytest.approx(0.3 + 0.3 * revealed_probability(0.1, 40, 30), rel=1e-12)
+    assert one.agrees, one
+    assert one.standard_error < 0.004 and one.simulated > 0.27 > 1e5 * binomial
+    independent = check_holder_model(pool, 40, 30, 0.0, 0.0, 20_000, np.random.default_rng(2))
+    assert independent.closed_form == pytest.approx(binomial, rel=1e-12, abs=1e-300)
+    assert independent.agrees, independent
+    half = check_holder_model(pool, 40, 30, 0.0, 0.5, 20_000, np.random.default_rng(3))
+    assert half.closed_form == pytest.approx((one.closed_form + independent.closed_form) / 2)
+    assert half.agrees, half
+
+
+def test_the_check_fails_when_the_correlated_sampler_draws_independently(monkeypatch):
+    """A deliberately broken sampler (every holder's copies drawn independently, whatever the correlation) is
+    caught by the same check that passes above."""
+    real = poisoning.draw_holder_copies
+
+    def independent_only(family, holders, copies, correlation, rng):
+        return real(family, holders, copies, 0.0, rng)
+
+    monkeypatch.setattr(poisoning, "draw_holder_copies", independent_only)
+    broken = check_holder_model(_pool(), 40, 30, 0.0, 1.0, 20_000, np.random.default_rng(1))
+    assert not broken.agrees and broken.simulated < 0.01 < broken.closed_form
+    assert check_holder_model(_pool(), 3, 3, 0.0, 1.0, 20_000, np.random.default_rng(1)).agrees is False
+
+
+@settings(max_examples=60, deadline=None)
+@given(rotated_hits=st.integers(0, 300), m=st.integers(1, 40), t=st.integers(1, 40), s=st.floats(0, 0.5),
+       rho=st.floats(0, 1))
+def test_the_mixture_lies_between_independent_and_one_family(rotated_hits, m, t, s, rho):
+    pool = _pool(rotated_hits=rotated_hits)
+    ends = [holder_revealed_probability(pool.shares(), pool.rates(), m, t, s, c) for c in (0.0, 1.0)]
+    mixed = holder_revealed_probability(pool.shares(), pool.rates(), m, t, s, rho)
+    assert min(ends) - 1e-12 <= mixed <= max(ends) + 1e-12
+    assert ends[0] == pytest.approx(revealed_probability(pool.rate(), m, t, s), rel=1e-12, abs=1e-300)
+    if t == 1:  # 1 - (1 - q)^m is concave in q: at t = 1 independent copies reveal more, not less
+        assert ends[0] >= ends[1] - 1e-12
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 1.0])
+def test_dedup_counts_equal_hashes_once_like_a_brute_force_count(rho):
+    pool, m, holders = _pool(), 12, 3000
+    idx = draw_holder_copies(pool.family, holders, m, rho, np.random.default_rng(9))
+    distinct = np.array([len({int(pool.hash_id[i]) for i in row if pool.hit[i]}) for row in idx])
+    got = simulate_revealed(pool, m, (1, 2, 5), 0.0, rho, "hash", holders, np.random.default_rng(9))
+    assert got.tolist() == [float(np.mean(distinct >= t)) for t in (1, 2, 5)]
+    if rho == 1.0:  # a deterministic family's copies are one hash: with dedup they never reach t = 2 alone
+        none = simulate_revealed(pool, m, (2,), 0.0, rho, "none", holders, np.random.default_rng(9))[0]
+        assert got[1] < 0.15 < 0.35 < none  # 0.3 P[Bin(12, 0.1) >= 2] against 0.3 + that
+
+
+def test_real_tpsi_ad_with_one_family_holders_at_t30():
+    """One file kept 30 times (a deterministic family: all copies one hash) or 30 cropped copies (never
+    matched), half the holders each. Real tpsi-ad, dedup = "none": the forwarded holders are all revealed
+    (far above the binomial, 1e-9); dedup = "hash": the 30 equal hashes count once and nobody is."""
+    rng = np.random.default_rng(21)
+    kept = HashArray.random(1, 64, rng)
+    pool_hashes = HashArray.concatenate([kept[np.zeros(50, np.int64)], HashArray.random(50, 64, rng)])
+    pool = HolderPool(("forwarded", "cropped"), np.repeat([0, 1], 50), np.arange(100) < 50,
+                      np.r_[np.zeros(50, np.int64), 1 + np.arange(50)])
+    database = HashArray.concatenate([kept, HashArray.random(20, 64, rng)])
+    proto = get_protocol("tpsi-ad")
+    held = draw_holder_copies(pool.family, 24, 30, 1.0, rng)
+    accounts = [(pool_hashes[row], np.ones(30, bool)) for row in held]
+    expected = holder_revealed_probability(pool.shares(), pool.rates(), 30, 30, 0.0, 1.0)
+    assert expected == 0.5 and revealed_probability(pool.rate(), 30, 30) < 1e-8
+    forwarded_holders = (pool.family[held] == 0).all(axis=1)
+    for dedup, want in (("none", forwarded_holders), ("hash", np.zeros(24, bool))):
+        params = proto.Params(threshold=30, synthetic_probability=0.0, dedup=dedup, payload_size=16)
+        run = run_protocol_poisoning(proto, params, database, accounts, rng)
+        assert run.revealed_target.tolist() == want.tolist(), dedup
+    assert 0 < forwarded_holders.sum() < 24
+
+
+def test_edit_weights_are_a_parameter():
+    hasher = get_hasher("pdq")
+    image = synthetic_image(image_rng(7, 0), (96, 96))
+    edits = with_weights(EVERYDAY_EDITS, {"forwarded": 0.0, "recompressed": 2.0})
+    assert [e.name for e in edits] == [e.name for e in EVERYDAY_EDITS if e.name != "forwarded"]
+    copies = make_copies([image], edits, 40, hasher, np.random.default_rng(1))
+    assert "forwarded" not in copies.family and copies.family.count("recompressed") > 10
+    assert with_weights(EVERYDAY_EDITS, {}) == EVERYDAY_EDITS
+
+
+def test_holder_model_parameters_are_validated():
+    pool = _pool()
+    with pytest.raises(ConfigError, match="unknown edit family 'forwarde'"):
+        with_weights(EVERYDAY_EDITS, {"forwarde": 0.5})
+    with pytest.raises(ConfigError, match="weight of 'cropped' must be"):
+        with_weights(EVERYDAY_EDITS, {"cropped": -1.0})
+    with pytest.raises(ConfigError, match="correlation = 1.5"):
+        draw_holder_copies(pool.family, 3, 3, 1.5, np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="dedup = 'sha'"):
+        simulate_revealed(pool, 3, (1,), 0.0, 0.0, "sha", 10, np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="correlations entry -0.1"):
+        PoisoningExperiment(correlations=(-0.1,))
+    with pytest.raises(ConfigError, match="run_dedup"):
+        PoisoningExperiment(run_dedup=("exact",))
+    with pytest.raises(ConfigError, match="shares must be one weight per family"):
+        holder_revealed_probability([0.5, 0.2], [0.1, 0.1], 3, 1)

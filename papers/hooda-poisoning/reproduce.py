@@ -1,19 +1,26 @@
 """Database poisoning for surveillance: detection of a target image against the fraction of the database poisoned.
 
-Hooda, Labunets, Kohno, Fernandes (arXiv:2212.04107) poison a perceptual-hash
-database with hashes of a target and measure how often the target is then
-detected. We run the same measurement on our protocols with
+Hooda, Labunets, Kohno, Fernandes (arXiv:2212.04107; NDSS 2024) poison a
+perceptual-hash database with hashes of a target and measure how often the
+target is then detected. We run the same measurement on our protocols with
 :func:`e2escan.attacks.poisoning.run_poisoning_experiment`: synthetic target
 images circulate as copies made by everyday edits; the adversary spends a
 fraction of a 1,000-entry database on hashes of its own copies; we measure the
 share of victims' copies that match (PDQ, exact or within distance 31), then
-what an account holding copies reveals under each protocol, computed directly
-and, at the fractions of the paper's two headline numbers (quick mode: 5%
-only), measured by running the real protocol code on accounts.
+what an account holding copies reveals under each protocol and holder model
+(independent copies, one edit family per holder, a 50/50 mixture; each with
+``dedup = "none"`` and ``"hash"``), computed and simulated, and measured by
+running the real protocol code on accounts (a check of the implementation
+against the model, not of the model).
+
+``edit_mix_sensitivity.csv`` repeats the per-copy measurement and the
+closed-form account numbers under other edit mixes: the forwarded share and
+the deterministic re-encodings' share are varied, the other families keep
+their relative weights.
 
 Quick mode: 2 targets, 100 + 100 copies each, 5 holders and 5 non-holders per
 target and protocol. Full mode: 12 targets, 300 + 300 copies each, 15 + 15
-accounts per target and protocol, protocol runs at 0.2% and 5%.
+accounts per target and protocol, protocol runs at 5% (holder models at 0.2% and 5%).
 """
 
 from __future__ import annotations
@@ -23,17 +30,35 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from e2escan.attacks.poisoning import PoisoningExperiment, run_poisoning_experiment
+from e2escan.attacks.poisoning import (
+    EVERYDAY_EDITS,
+    PoisoningExperiment,
+    ProtocolUnderTest,
+    holder_revealed_probability,
+    run_poisoning_experiment,
+    with_weights,
+)
 from e2escan.results import save_figure, write_csv, write_json
 
 QUICK = {"targets": 2, "attacker_copies": 100, "victim_copies": 100, "unrelated_images": 60, "run_accounts": 5,
-         "run_fractions": (0.05,)}
+         "run_fractions": (0.05,), "holder_fractions": (0.002, 0.05), "model_holders": 4000}
 FULL = {"targets": 12, "attacker_copies": 300, "victim_copies": 300, "unrelated_images": 400, "run_accounts": 15,
-        "run_fractions": (0.002, 0.05)}
-# The paper's headline numbers (abstracts): arXiv v1 (2022) and the NDSS 2024 version.
+        "run_fractions": (0.05,), "holder_fractions": (0.002, 0.05), "model_holders": 4000}
+# The (t, m) points the README reports for the holder models.
+HOLDER_POINTS = ((3, 3), (30, 40))
+# Edit mixes for the sensitivity table: (forwarded share, share of the deterministic re-encodings
+# "recompressed" + "downscaled", split equally); the other families share the rest in their default
+# proportions. The default mix is (0.25, 0.30).
+DETERMINISTIC = ("recompressed", "downscaled")
+MIXES = ((0.25, 0.30), (0.0, 0.30), (0.10, 0.30), (0.50, 0.30), (0.25, 0.0), (0.25, 0.15), (0.25, 0.50))
+SENSITIVITY_PROTOCOLS = (
+    ProtocolUnderTest("plaintext, radius 31", "plaintext", {"radius": 31}),
+    ProtocolUnderTest("tpsi-ad", "tpsi-ad", {"threshold": 1, "dedup": "none", "payload_size": 16}),
+)
+# The paper's headline numbers, read in the abstracts only ([A]): arXiv v1 (2022) and the NDSS 2024 version.
 PAPER_POINTS = (
-    ("arXiv:2212.04107 abstract: >40% at 5% poisoned", 0.05, 0.40),
-    ("NDSS 2024 abstract: >30% at 0.2% poisoned", 0.002, 0.30),
+    ("[A] arXiv:2212.04107 abstract: >40% at 5% poisoned", 0.05, 0.40),
+    ("[A] NDSS 2024 abstract: >30% at 0.2% poisoned", 0.002, 0.30),
 )
 FIGURE_COPIES = 3
 
@@ -88,6 +113,82 @@ def _account_figure(rows: list[dict]) -> Figure:
     return fig
 
 
+def _holder_figure(rows: list[dict], fraction: float) -> Figure:
+    fig = Figure(figsize=(10, 4.5))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, t in zip(axes, (3, 30)):
+        for rho, colour in ((0.0, "tab:blue"), (0.5, "tab:purple"), (1.0, "tab:red")):
+            for dedup, style in (("none", "-o"), ("hash", "--s")):
+                pts = sorted((r["copies_held"], r["revealed_simulated"]) for r in rows
+                             if r["threshold"] == t and r["synthetic_probability"] == 0.0 and r["correlation"] == rho
+                             and r["dedup"] == dedup and r["poison_fraction"] == fraction)
+                ax.plot([m for m, _ in pts], [v for _, v in pts], style, color=colour,
+                        label=f"correlation {rho:g}, dedup = {dedup}")
+        ax.set_xscale("log")
+        ax.set_title(f"tpsi-ad t = {t}, s = 0", fontsize=9)
+        ax.set_xlabel("copies held")
+    axes[0].set_ylabel("holders revealed (holder model, simulated)")
+    axes[0].set_ylim(0, 1.02)
+    axes[0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"Holder models at {100 * fraction:g}% poisoned (exact PDQ): correlation 0 = independent copies, "
+                 "1 = one edit family per holder", fontsize=9)
+    return fig
+
+
+def _mix(forwarded: float, deterministic: float):
+    """The edit mix with these forwarded and deterministic shares; the default mix is EVERYDAY_EDITS itself."""
+    if (forwarded, deterministic) == MIXES[0]:
+        return EVERYDAY_EDITS
+    variable = [e for e in EVERYDAY_EDITS if e.name != "forwarded" and e.name not in DETERMINISTIC]
+    rest = 1.0 - forwarded - deterministic
+    total = sum(e.weight for e in variable)
+    weights = {"forwarded": forwarded, **{n: deterministic / len(DETERMINISTIC) for n in DETERMINISTIC},
+               **{e.name: rest * e.weight / total for e in variable}}
+    return with_weights(EVERYDAY_EDITS, weights)
+
+
+def _sensitivity(settings: dict, seed: int) -> list[dict]:
+    """Per-copy detection and the closed-form holder models (exact PDQ, s = 0, dedup = "none") per edit mix.
+
+    Every mix uses the same seed (the same target images and random draws), so
+    rows differ by the mix alone as far as the draws allow.
+    """
+    rows = []
+    fractions = (0.002, 0.05)
+    for forwarded, deterministic in MIXES:
+        experiment = PoisoningExperiment(**{
+            **settings, "edits": _mix(forwarded, deterministic), "fractions": fractions, "holder_fractions": fractions,
+            "run_fractions": fractions, "run_accounts": 0, "copies_held": (1,), "correlations": (0.0,),
+            "model_holders": 1, "protocols": SENSITIVITY_PROTOCOLS, "unrelated_images": 1,
+        })
+        results = run_poisoning_experiment(experiment, np.random.default_rng(seed))
+        for fraction in fractions:
+            row = {"forwarded_weight": forwarded, "deterministic_weight": deterministic,
+                   "variable_weight": round(1.0 - forwarded - deterministic, 12), "poison_fraction": fraction}
+            for radius, name in ((0, "exact"), (31, "radius31")):
+                row[f"per_copy_{name}"] = float(np.mean([p.rate() for p in results.pools[(radius, fraction)]]))
+            pools = results.pools[(0, fraction)]
+            for t, m in HOLDER_POINTS:
+                for rho, model in ((0.0, "independent"), (1.0, "one_family")):
+                    row[f"revealed_t{t}_m{m}_{model}"] = float(np.mean(
+                        [holder_revealed_probability(p.shares(), p.rates(), m, t, 0.0, rho) for p in pools]))
+            rows.append(row)
+    return rows
+
+
+def _holder_summary(rows: list[dict]) -> dict:
+    out = {}
+    for r in rows:
+        if r["synthetic_probability"] != 0.0 or (r["threshold"], r["copies_held"]) not in HOLDER_POINTS:
+            continue
+        key = f"{100 * r['poison_fraction']:g}% t={r['threshold']} m={r['copies_held']} dedup={r['dedup']}"
+        out.setdefault(key, {})[f"correlation {r['correlation']:g}"] = {
+            "closed_form": r["revealed_closed_form"], "simulated": r["revealed_simulated"],
+            "standard_error": r["simulated_standard_error"],
+        }
+    return out
+
+
 def reproduce(out_dir: Path, *, quick: bool, seed: int) -> None:
     out_dir = Path(out_dir)
     experiment = PoisoningExperiment(**(QUICK if quick else FULL))
@@ -95,8 +196,11 @@ def reproduce(out_dir: Path, *, quick: bool, seed: int) -> None:
     write_csv(out_dir / "per_copy.csv", results.per_copy)
     write_csv(out_dir / "detection.csv", results.detection)
     write_csv(out_dir / "protocol_runs.csv", results.protocol_runs)
+    write_csv(out_dir / "holders.csv", results.holders)
+    write_csv(out_dir / "edit_mix_sensitivity.csv", _sensitivity(QUICK if quick else FULL, seed))
     save_figure(_per_copy_figure(results.per_copy), out_dir, "per_copy_detection")
     save_figure(_account_figure(results.detection), out_dir, "account_detection")
+    save_figure(_holder_figure(results.holders, 0.05), out_dir, "holder_models")
 
     def per_copy(radius: int, fraction: float) -> float:
         return next(r["per_copy_detection"] for r in results.per_copy
@@ -112,6 +216,10 @@ def reproduce(out_dir: Path, *, quick: bool, seed: int) -> None:
         "ours_per_copy_detection": {
             f"{100 * f:g}%": {"exact": per_copy(0, f), "radius 31": per_copy(31, f)} for _, f, _ in PAPER_POINTS
         },
-        "protocol_runs_agree_with_direct": all(r["revealed_agrees"] and r["opened_test_agrees"] for r in results.protocol_runs),
+        "holder_models_at_readme_points": _holder_summary(results.holders),
+        "holder_model_simulation_agrees_with_closed_form": all(r["agrees"] for r in results.holders if r["dedup"] == "none"),
+        "protocol_runs_agree_with_model": all(r["revealed_agrees"] and r["opened_test_agrees"] is not False
+                                              for r in results.protocol_runs),
+        "protocol_runs_agreement_checks": "the protocol implementation against the model, not the model",
         "protocol_runs": len(results.protocol_runs),
     })

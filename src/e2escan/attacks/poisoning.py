@@ -2,12 +2,12 @@
 
 Hooda, Labunets, Kohno and Fernandes show that an adversary who can add
 entries to the perceptual-hash database of a client-side scanning system can
-use it for physical surveillance: by poisoning 5% of the database with hashes
-of images of a target location, they flag more than 40% of the photos taken
-there ("Re-purposing Perceptual Hashing based Client Side Scanning for Physical
-Surveillance", arXiv:2212.04107, 2022; published as "Experimental Analyses of
-the Physical Surveillance Risks in Client-Side Content Scanning", NDSS 2024,
-whose abstract reports more than 30% at 0.2%).
+use it for physical surveillance. Their abstracts report surveillance rates of
+more than 40% by poisoning 5% of the database ("Re-purposing Perceptual
+Hashing based Client Side Scanning for Physical Surveillance", arXiv:2212.04107,
+2022) and more than 30% at 0.2% ("Experimental Analyses of the Physical
+Surveillance Risks in Client-Side Content Scanning", NDSS 2024); only the
+abstracts were read here, so the rate's definition is not known.
 
 The model here, one target image at a time:
 
@@ -27,12 +27,37 @@ The model here, one target image at a time:
 What an account holding ``m`` copies reveals then depends on the protocol
 (:func:`revealed_probability`, :func:`opened_count_test`): without a threshold
 every matching copy is revealed; with a threshold ``t`` the payloads are
-decrypted only once ``t`` copies match (the real count is ``Bin(m, q (1 - s))``
-with synthetic-voucher probability ``s``, each copy sent as its own voucher,
-``dedup = "none"``); but below ``t`` a curious server still counts the opened
-outer layers, which betray a single match unless synthetic vouchers add cover.
+decrypted only once ``t`` copies match; below ``t`` a curious server still
+counts the opened outer layers, which betray a single match unless synthetic
+vouchers add cover.
+
+Which copies a holder has is a model of its own (:func:`draw_holder_copies`),
+because real holders' copies are not independent: one file is kept or
+forwarded several times, or all copies went through one edit path. The
+parameter ``correlation`` (rho in [0, 1]) mixes two holder models: with
+probability rho the holder's ``m`` copies all come from one edit family,
+drawn once by its share of the victim pool ("one family"); otherwise each
+copy is drawn independently from the whole pool ("independent"). With
+``dedup = "none"`` (each copy its own voucher, as the per-image identifiers
+of the Apple PSI system give) both have closed forms
+(:func:`holder_revealed_probability`): independent copies give
+``P[Bin(m, q (1 - s)) >= t]``, one family gives
+``sum_f w_f P[Bin(m, q_f (1 - s)) >= t]`` (a deterministic family, ``q_f = 1``,
+contributes ``w_f P[Bin(m, 1 - s) >= t]``), and the mixture is linear in rho,
+so it lies between the two. Which of the two is higher depends on ``t``: at
+``t = 1`` independence reveals more (``1 - (1 - q)^m`` is concave in ``q``);
+with ``t`` well above ``m q`` one family reveals far more. Neither end bounds
+every correlation structure: a holder keeping one file ``m`` times (all copies
+identical) reveals with probability ``q P[Bin(m, 1 - s) >= t]``. With ``dedup = "hash"`` copies with equal
+hashes count once toward ``t``; there the model value is a Monte Carlo
+estimate (:func:`simulate_revealed`) with its standard error, not a closed
+form.
+
 :func:`run_protocol_poisoning` measures the same quantities with the real
-protocol code, and tests check that the two agree.
+protocol code on accounts built by the same holder model. Agreement between
+the two checks the protocol implementation against the model; it cannot
+check the model itself, since both sides draw copies the same way.
+:func:`check_holder_model` checks the holder sampler against its closed form.
 
 All simulation randomness comes from the ``numpy.random.Generator`` passed in;
 keys and blinding inside the protocols come from the OS and change no outcome.
@@ -57,16 +82,22 @@ from ..metrics.rates import proportion
 from ..protocols.tpsi_ad import seeded_coin
 
 __all__ = [
+    "DEDUP_MODES",
     "EVERYDAY_EDITS",
     "CopySet",
     "EditFamily",
+    "HolderModelCheck",
+    "HolderPool",
     "OpenedCountTest",
     "PoisoningExperiment",
     "PoisoningResults",
     "ProtocolPoisoningRun",
     "ProtocolUnderTest",
     "Uniform",
+    "check_holder_model",
     "choose_poison",
+    "draw_holder_copies",
+    "holder_revealed_probability",
     "make_copies",
     "matches_any",
     "opened_count_test",
@@ -75,6 +106,8 @@ __all__ = [
     "run_poisoning_experiment",
     "run_protocol_poisoning",
     "seeded_coin",
+    "simulate_revealed",
+    "with_weights",
 ]
 
 TARGET_MARK = b"T"  # payload prefix of a target copy: what a reviewer would recognise
@@ -143,6 +176,28 @@ EVERYDAY_EDITS: tuple[EditFamily, ...] = (
     EditFamily("captioned", 0.1, (("text", {"size": Uniform(0.05, 0.1), "position": "random"}), _MESSENGER_JPEG)),
     EditFamily("screenshot", 0.1, (("screenshot", {"scale": Uniform(0.6, 0.95)}), _MESSENGER_JPEG)),
 )
+
+
+def with_weights(edits: Sequence[EditFamily], weights: Mapping[str, float]) -> tuple[EditFamily, ...]:
+    """``edits`` with the weights of the named families replaced (the others unchanged).
+
+    Weights are relative: :func:`make_copies` normalises them. A weight of 0
+    drops the family from the mix.
+    """
+    names = [e.name for e in edits]
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ConfigError(f"with_weights: unknown edit family {unknown[0]!r}; known: {', '.join(names)}")
+    for name, w in weights.items():
+        if not (w >= 0 and math.isfinite(w)):
+            raise ConfigError(f"with_weights: weight of {name!r} must be a finite number >= 0, got {w}")
+    out = tuple(
+        EditFamily(e.name, float(weights[e.name]), e.steps) if e.name in weights else e
+        for e in edits if weights.get(e.name, 1.0) > 0
+    )
+    if not out:
+        raise ConfigError("with_weights: every edit family has weight 0")
+    return out
 
 
 @dataclass(frozen=True)
@@ -251,8 +306,8 @@ def poisoned_database(poison: HashArray, size: int, rng: np.random.Generator) ->
 def revealed_probability(per_copy: float, copies: int, threshold: int | None, synthetic_probability: float = 0.0) -> float:
     """P[the payload of at least one copy is decrypted] = P[Bin(copies, q (1 - s)) >= t].
 
-    Assumes each copy is its own voucher (``dedup = "none"``, as the paper's
-    per-image identifiers give), copies match independently with probability
+    Assumes each copy is its own voucher (``dedup = "none"``, as the per-image
+    identifiers of the Apple PSI system give), copies match independently with probability
     ``per_copy`` and a synthetic voucher replaces a real one with probability
     ``synthetic_probability``. ``threshold=None`` (no threshold) means ``t = 1``.
     """
@@ -319,6 +374,196 @@ def opened_count_test(
     return OpenedCountTest(cut, float(min(1.0, holder_tail[cut])), float(null_tail[cut]))
 
 
+# --- holder models: which copies one account holds ----------------------------------------
+
+DEDUP_MODES = ("none", "hash")
+
+
+@dataclass(frozen=True)
+class HolderPool:
+    """One target's victim copies as the holder models see them.
+
+    ``family[i]`` indexes ``names``; ``hit[i]``: copy ``i`` matches the poisoned
+    entries; ``hash_id[i] == hash_id[j]`` iff copies ``i`` and ``j`` have equal
+    hashes (what ``dedup = "hash"`` counts once).
+    """
+
+    names: tuple[str, ...]
+    family: np.ndarray
+    hit: np.ndarray
+    hash_id: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.family)
+        if n == 0:
+            raise ConfigError("HolderPool: needs at least one copy")
+        if self.hit.shape != (n,) or self.hash_id.shape != (n,):
+            raise ConfigError(f"HolderPool: family, hit and hash_id must all have {n} entries")
+
+    @classmethod
+    def from_copies(cls, copies: CopySet, hit: np.ndarray, names: Sequence[str]) -> HolderPool:
+        index = {name: i for i, name in enumerate(names)}
+        family = np.array([index[f] for f in copies.family], dtype=np.int64)
+        _, hash_id = np.unique(copies.hashes.data, axis=0, return_inverse=True)
+        return cls(tuple(names), family, np.asarray(hit, dtype=bool), hash_id.reshape(-1).astype(np.int64))
+
+    def shares(self) -> np.ndarray:
+        """Each family's share of the pool: the weight with which a one-family holder gets it."""
+        return np.bincount(self.family, minlength=len(self.names)) / len(self.family)
+
+    def rates(self) -> np.ndarray:
+        """Each family's hit rate ``q_f`` in the pool (0 for a family absent from it)."""
+        counts = np.bincount(self.family, minlength=len(self.names))
+        hits = np.bincount(self.family, weights=self.hit.astype(float), minlength=len(self.names))
+        return np.divide(hits, counts, out=np.zeros(len(self.names)), where=counts > 0)
+
+    def rate(self) -> float:
+        return float(self.hit.mean())
+
+
+def _check_correlation(correlation: float) -> None:
+    if not 0.0 <= correlation <= 1.0:
+        raise ConfigError(f"correlation = {correlation} must lie in [0, 1] (0: independent copies, 1: one family)")
+
+
+def draw_holder_copies(
+    family: np.ndarray, holders: int, copies: int, correlation: float, rng: np.random.Generator
+) -> np.ndarray:
+    """``(holders, copies)`` pool indices: the copies each holder has.
+
+    With probability ``correlation`` a holder's copies all come from one edit
+    family: the family of one uniformly drawn pool copy (so families come by
+    their pool share), then every copy uniformly from that family's copies.
+    Otherwise every copy is drawn uniformly from the whole pool. Draws are with
+    replacement. The same random numbers are drawn whatever the outcome, so a
+    seed gives the same holders at every ``correlation``.
+    """
+    _check_correlation(correlation)
+    if holders < 0 or copies < 0:
+        raise ConfigError(f"draw_holder_copies: holders = {holders} and copies = {copies} must be >= 0")
+    family = np.asarray(family, dtype=np.int64)
+    n = len(family)
+    if n == 0 or (family < 0).any():
+        raise ConfigError("draw_holder_copies: family must list one index >= 0 per pool copy, and at least one copy")
+    order = np.argsort(family, kind="stable")
+    counts = np.bincount(family)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    correlated = rng.random(holders) < correlation
+    chosen = family[rng.integers(0, n, size=holders)]
+    within = rng.random((holders, copies))
+    one_family = order[starts[chosen][:, None] + (within * counts[chosen][:, None]).astype(np.int64)]
+    independent = rng.integers(0, n, size=(holders, copies))
+    return np.where(correlated[:, None], one_family, independent)
+
+
+def holder_revealed_probability(
+    shares: Sequence[float],
+    rates: Sequence[float],
+    copies: int,
+    threshold: int | None,
+    synthetic_probability: float = 0.0,
+    correlation: float = 0.0,
+) -> float:
+    """Closed form of the holder model's reveal probability (``dedup = "none"``).
+
+    ``(1 - rho) P[Bin(m, q (1 - s)) >= t] + rho sum_f w_f P[Bin(m, q_f (1 - s)) >= t]``
+    with ``w_f = shares``, ``q_f = rates`` and ``q = sum_f w_f q_f``. At
+    ``correlation = 0`` it is :func:`revealed_probability`.
+    """
+    _check_correlation(correlation)
+    w = np.asarray(shares, dtype=float)
+    q = np.asarray(rates, dtype=float)
+    if w.shape != q.shape or w.ndim != 1 or not np.isclose(w.sum(), 1.0) or (w < 0).any():
+        raise ConfigError(f"holder_revealed_probability: shares must be one weight per family summing to 1, got {w}")
+    for value in q:
+        _check_probability("holder_revealed_probability: family rate", float(value))
+    independent = revealed_probability(float(np.clip(w @ q, 0.0, 1.0)), copies, threshold, synthetic_probability)
+    if correlation == 0.0:
+        return independent
+    one_family = sum(float(wf) * revealed_probability(float(qf), copies, threshold, synthetic_probability)
+                     for wf, qf in zip(w, q) if wf > 0)
+    return (1.0 - correlation) * independent + correlation * one_family
+
+
+def _holder_opened_detection(pool: HolderPool, copies: int, other: int, s: float, alpha: float, correlation: float) -> float:
+    """The opened-count test's detection under the holder model (``dedup = "none"``): linear in rho too."""
+    independent = opened_count_test(pool.rate(), copies, other, s, alpha).detection
+    if correlation == 0.0:
+        return independent
+    one_family = sum(float(w) * opened_count_test(float(q), copies, other, s, alpha).detection
+                     for w, q in zip(pool.shares(), pool.rates()) if w > 0)
+    return (1.0 - correlation) * independent + correlation * one_family
+
+
+def simulate_revealed(
+    pool: HolderPool,
+    copies: int,
+    thresholds: Sequence[int],
+    synthetic_probability: float,
+    correlation: float,
+    dedup: str,
+    holders: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Monte Carlo of the holder model: the share of ``holders`` revealed, per threshold.
+
+    A holder's copies come from :func:`draw_holder_copies`. A matching copy
+    counts toward ``t`` unless it is sent as a synthetic voucher (probability
+    ``s``). ``dedup = "none"``: every copy counts, each with its own synthetic
+    coin. ``dedup = "hash"``: copies with equal hashes count once and share
+    one coin, as the protocol's per-hash share abscissa and coin give.
+    """
+    _check_probability("synthetic_probability", synthetic_probability)
+    if dedup not in DEDUP_MODES:
+        raise ConfigError(f"dedup = {dedup!r}; accepted: {', '.join(DEDUP_MODES)}")
+    if holders < 1:
+        raise ConfigError(f"simulate_revealed: holders must be >= 1, got {holders}")
+    idx = draw_holder_copies(pool.family, holders, copies, correlation, rng)
+    matched = pool.hit[idx]
+    if dedup == "none":
+        counted = matched & (rng.random(idx.shape) >= synthetic_probability)
+        count = counted.sum(axis=1)
+    else:
+        ids = pool.hash_id[idx]
+        coin = rng.random((holders, int(pool.hash_id.max()) + 1))
+        counted = matched & (np.take_along_axis(coin, ids, axis=1) >= synthetic_probability)
+        key = np.sort(np.where(counted, ids, -1), axis=1)
+        count = (key[:, :1] >= 0).sum(axis=1) + ((np.diff(key, axis=1) != 0) & (key[:, 1:] >= 0)).sum(axis=1)
+    return np.array([float(np.mean(count >= max(1, int(t)))) for t in thresholds])
+
+
+@dataclass(frozen=True)
+class HolderModelCheck:
+    """The holder sampler against its closed form (``dedup = "none"``).
+
+    ``standard_error`` is the binomial one at the closed-form value (so it is
+    not zero when the simulation happens to see no event); ``agrees``:
+    ``|simulated - closed_form| <= z * standard_error`` (plus 1e-12).
+    """
+
+    simulated: float
+    closed_form: float
+    standard_error: float
+    agrees: bool
+
+
+def check_holder_model(
+    pool: HolderPool,
+    copies: int,
+    threshold: int,
+    synthetic_probability: float,
+    correlation: float,
+    holders: int,
+    rng: np.random.Generator,
+    z: float = 4.0,
+) -> HolderModelCheck:
+    """Simulate the holder model and compare it with :func:`holder_revealed_probability`."""
+    simulated = float(simulate_revealed(pool, copies, (threshold,), synthetic_probability, correlation, "none", holders, rng)[0])
+    closed = holder_revealed_probability(pool.shares(), pool.rates(), copies, threshold, synthetic_probability, correlation)
+    se = math.sqrt(closed * (1.0 - closed) / holders)
+    return HolderModelCheck(simulated, closed, se, abs(simulated - closed) <= z * se + 1e-12)
+
+
 # --- measured with the real protocol code ------------------------------------------------------
 
 
@@ -360,6 +605,11 @@ def run_protocol_poisoning(
     and which of them are copies of the target. Each account is a fresh device
     (its own C-Init); its synthetic-voucher coin, if the protocol has one, is
     :func:`seeded_coin` from ``rng`` so outcomes are reproducible.
+
+    Set beside the holder model's value for the same accounts, the outcome
+    checks the protocol implementation. Which copies the accounts hold is the
+    caller's model (:func:`draw_holder_copies` in the experiment), so agreement
+    says nothing about whether that model describes real holders.
     """
     server, public = protocol.server_setup(database, params)
     radius = protocol.match_radius(params)
@@ -434,10 +684,21 @@ DEFAULT_PROTOCOLS: tuple[ProtocolUnderTest, ...] = (
 class PoisoningExperiment:
     """Everything one poisoning measurement depends on (the generator passed to the run aside).
 
+    ``edits`` is the edit mix (families and weights, default
+    :data:`EVERYDAY_EDITS`; see :func:`with_weights`): the per-copy rates, and
+    so every account-level number, follow from it.
+
+    Holder models (``holders`` table): for the threshold protocols, at
+    ``holder_fractions``, every ``correlation`` in ``correlations`` and both
+    ``dedup`` modes, ``model_holders`` holders per target are simulated and
+    set beside the closed form.
+
     Protocol runs: per target, ``run_accounts`` accounts hold copies of it and
     as many hold none; each has ``other_images`` unrelated images besides. A
     holder holds ``run_copies`` copies, or ``threshold + 10`` when the
     protocol's threshold is above ``run_copies`` (so the threshold can be met).
+    Holders are drawn with each correlation of ``run_correlations``; a protocol
+    whose parameters set ``dedup`` is run with each mode of ``run_dedup``.
     """
 
     hasher: str = "pdq"
@@ -457,15 +718,20 @@ class PoisoningExperiment:
     run_accounts: int = 6
     run_copies: int = 3
     edits: tuple[EditFamily, ...] = EVERYDAY_EDITS
+    correlations: tuple[float, ...] = (0.0, 0.5, 1.0)
+    holder_fractions: tuple[float, ...] = (0.05,)
+    model_holders: int = 4000
+    run_correlations: tuple[float, ...] = (0.0, 1.0)
+    run_dedup: tuple[str, ...] = ("none", "hash")
 
     def __post_init__(self) -> None:
-        for name in ("targets", "attacker_copies", "victim_copies", "unrelated_images", "database_size"):
+        for name in ("targets", "attacker_copies", "victim_copies", "unrelated_images", "database_size", "model_holders"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"PoisoningExperiment.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("run_accounts", "run_copies", "other_images"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"PoisoningExperiment.{name} must be >= 0, got {getattr(self, name)}")
-        for f in (*self.fractions, *self.run_fractions):
+        for f in (*self.fractions, *self.run_fractions, *self.holder_fractions):
             if not 0.0 <= f <= 1.0:
                 raise ConfigError(f"PoisoningExperiment: poison fraction {f} must lie in [0, 1]")
         for s in self.synthetic_grid:
@@ -473,6 +739,17 @@ class PoisoningExperiment:
         _check_probability("PoisoningExperiment.max_false_positive", self.max_false_positive)
         if any(m < 1 for m in self.copies_held):
             raise ConfigError(f"PoisoningExperiment.copies_held must list counts >= 1, got {self.copies_held}")
+        for name in ("correlations", "run_correlations"):
+            for rho in getattr(self, name):
+                if not 0.0 <= rho <= 1.0:
+                    raise ConfigError(f"PoisoningExperiment.{name} entry {rho} must lie in [0, 1]")
+        if not self.run_correlations:
+            raise ConfigError("PoisoningExperiment.run_correlations must list at least one correlation")
+        bad = [d for d in self.run_dedup if d not in DEDUP_MODES]
+        if bad or not self.run_dedup:
+            raise ConfigError(f"PoisoningExperiment.run_dedup = {self.run_dedup}; accepted entries: {', '.join(DEDUP_MODES)}")
+        if not self.edits:
+            raise ConfigError("PoisoningExperiment.edits needs at least one edit family")
 
     def budget(self, fraction: float) -> int:
         """Database entries the adversary controls at ``fraction``."""
@@ -491,6 +768,8 @@ class PoisoningResults:
     detection: list[dict[str, Any]]
     protocol_runs: list[dict[str, Any]]
     per_target_rate: dict[tuple[int, float], np.ndarray]  # (radius, fraction) -> q per target
+    holders: list[dict[str, Any]] = field(default_factory=list)
+    pools: dict[tuple[int, float], list[HolderPool]] = field(default_factory=dict)  # (radius, fraction) -> per target
 
 
 def _sources(experiment: PoisoningExperiment, rng: np.random.Generator) -> tuple[list[Image.Image], list[Image.Image]]:
@@ -505,21 +784,28 @@ def run_poisoning_experiment(experiment: PoisoningExperiment, rng: np.random.Gen
     """Measure detection against the poisoned fraction, directly and with the real protocols.
 
     Randomness is spawned from ``rng`` in a fixed order (images, attacker
-    copies, victim copies, databases and accounts), so one seed gives one
-    result. Returns three tables:
+    copies, victim copies, databases and accounts, holder-model simulation),
+    so one seed gives one result. Returns four tables:
 
     * ``per_copy``: per matching radius, fraction and edit family, the share of
       victim copies the poisoned entries match (mean over targets), and the
       share of unrelated images they match (false surveillance).
     * ``detection``: per protocol, fraction and copies held, the probability
       that a holder's target copy is decrypted and the sub-threshold counting
-      test, both computed directly (the synthetic probability is varied over
-      ``synthetic_grid`` for threshold variants).
+      test, both computed directly for independent copies and ``dedup =
+      "none"`` (the synthetic probability is varied over ``synthetic_grid`` for
+      threshold variants).
+    * ``holders``: per threshold protocol, fraction, copies held, correlation
+      and dedup mode, the holder model's reveal probability: simulated (mean
+      over targets, with its standard error) beside the closed form where one
+      exists (``dedup = "none"``).
     * ``protocol_runs``: at ``run_fractions``, the same quantities measured by
-      running every protocol of ``experiment.protocols`` on real accounts,
-      beside the direct computation.
+      running every protocol of ``experiment.protocols`` on real accounts
+      (for each holder correlation and dedup mode asked for), beside the
+      model's value: a check of the protocol implementation against the
+      model, not of the model.
     """
-    images_rng, attacker_rng, victim_rng, run_rng = rng.spawn(4)
+    images_rng, attacker_rng, victim_rng, run_rng, model_rng = rng.spawn(5)
     hasher = get_hasher(experiment.hasher)
     targets, unrelated_images = _sources(experiment, images_rng)
     attacker = make_copies(targets, experiment.edits, experiment.attacker_copies, hasher, attacker_rng)
@@ -531,20 +817,24 @@ def run_poisoning_experiment(experiment: PoisoningExperiment, rng: np.random.Gen
     poison: dict[tuple[int, float, int], HashArray] = {}
     per_copy_rows: list[dict[str, Any]] = []
     rates: dict[tuple[int, float], np.ndarray] = {}
+    pools: dict[tuple[int, float], list[HolderPool]] = {}
     families = [e.name for e in experiment.edits]
+    extra = tuple(dict.fromkeys(f for f in (*experiment.run_fractions, *experiment.holder_fractions) if f not in experiment.fractions))
     for radius in radii:
-        for fraction in experiment.fractions + tuple(f for f in experiment.run_fractions if f not in experiment.fractions):
+        for fraction in experiment.fractions + extra:
             budget = experiment.budget(fraction)
             q = np.zeros(experiment.targets)
             by_family = {f: np.full(experiment.targets, np.nan) for f in families}
             false_match = np.zeros(experiment.targets)
             used = 0
+            pools[(radius, fraction)] = []
             for t in range(experiment.targets):
                 entries = choose_poison(attacker.of_target(t).hashes, budget, radius)
                 poison[(radius, fraction, t)] = entries
                 used += len(entries)
                 mine = victim.of_target(t)
                 hit = matches_any(entries, mine.hashes, radius)
+                pools[(radius, fraction)].append(HolderPool.from_copies(mine, hit, families))
                 q[t] = hit.mean()
                 fam = np.array(mine.family)
                 for f in families:
@@ -569,8 +859,9 @@ def run_poisoning_experiment(experiment: PoisoningExperiment, rng: np.random.Gen
                                       "unrelated_false_match": float(false_match.mean())})
 
     detection_rows = _detection_table(experiment, resolved, rates)
-    run_rows = _protocol_run_table(experiment, resolved, rates, poison, victim, unrelated, run_rng)
-    return PoisoningResults(per_copy_rows, detection_rows, run_rows, rates)
+    run_rows = _protocol_run_table(experiment, resolved, pools, poison, victim, unrelated, run_rng, model_rng)
+    holder_rows = _holder_table(experiment, resolved, pools, model_rng)
+    return PoisoningResults(per_copy_rows, detection_rows, run_rows, rates, holder_rows, pools)
 
 
 def _threshold_of(params: Any) -> int | None:
@@ -619,7 +910,64 @@ def _detection_table(experiment: PoisoningExperiment, resolved, rates) -> list[d
     return rows
 
 
-def _protocol_run_table(experiment, resolved, rates, poison, victim, unrelated, rng) -> list[dict[str, Any]]:
+def _model_value(pools: Sequence[HolderPool], m: int, threshold: int | None, s: float, correlation: float, dedup: str,
+                 holders: int, rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """Means over targets: (closed form or NaN, simulated, standard error of the simulated mean, standard
+    error at the closed form or NaN)."""
+    t = 1 if threshold is None else int(threshold)
+    sims = np.array([simulate_revealed(p, m, (t,), s, correlation, dedup, holders, rng)[0] for p in pools])
+    se = float(np.sqrt(np.sum(sims * (1 - sims) / holders))) / len(pools)
+    if dedup != "none":
+        return float("nan"), float(sims.mean()), se, float("nan")
+    closed = np.array([holder_revealed_probability(p.shares(), p.rates(), m, t, s, correlation) for p in pools])
+    se_closed = float(np.sqrt(np.sum(closed * (1 - closed) / holders))) / len(pools)
+    return float(closed.mean()), float(sims.mean()), se, se_closed
+
+
+def _holder_table(experiment: PoisoningExperiment, resolved, pools, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """The holder models for every threshold protocol: simulated beside the closed form.
+
+    ``agrees`` (``dedup = "none"``): the simulated mean lies within 4 standard
+    errors (binomial, at the closed-form value) of the closed form; empty for
+    ``dedup = "hash"``, which has no closed form here.
+    """
+    rows = []
+    seen: set[tuple] = set()
+    for put, proto, params in resolved:
+        threshold = _threshold_of(params)
+        if threshold is None:
+            continue
+        radius = proto.match_radius(params)
+        s = float(getattr(params, "synthetic_probability", 0.0))
+        key = (put.protocol, radius, threshold, s)
+        if key in seen:
+            continue
+        seen.add(key)
+        for fraction in experiment.holder_fractions:
+            for m in experiment.copies_held:
+                for rho in experiment.correlations:
+                    for dedup in DEDUP_MODES:
+                        closed, sim, se, se_closed = _model_value(pools[(radius, fraction)], m, threshold, s, rho, dedup,
+                                                                  experiment.model_holders, rng)
+                        rows.append({
+                            "protocol": f"{put.protocol} t={threshold}",
+                            "radius": radius,
+                            "threshold": threshold,
+                            "synthetic_probability": s,
+                            "poison_fraction": fraction,
+                            "copies_held": m,
+                            "correlation": rho,
+                            "dedup": dedup,
+                            "holders_simulated": experiment.model_holders * len(pools[(radius, fraction)]),
+                            "revealed_closed_form": closed,
+                            "revealed_simulated": sim,
+                            "simulated_standard_error": se,
+                            "agrees": bool(abs(sim - closed) <= 4 * se_closed + 1e-12) if dedup == "none" else "",
+                        })
+    return rows
+
+
+def _protocol_run_table(experiment, resolved, pools, poison, victim, unrelated, rng, model_rng) -> list[dict[str, Any]]:
     """One database per protocol and fraction holds every target's poisoned entries plus random filler.
 
     Targets never match each other's entries (their hashes are ~128 bits apart),
@@ -631,8 +979,13 @@ def _protocol_run_table(experiment, resolved, rates, poison, victim, unrelated, 
     for put, proto, params in resolved:
         radius = proto.match_radius(params)
         threshold = _threshold_of(params)
-        s = float(getattr(params, "synthetic_probability", 0.0))
         m = experiment.copies_for(threshold)
+        variants = [(put, params)]
+        if "dedup" in put.params:
+            variants = []
+            for dedup in experiment.run_dedup:
+                variant = ProtocolUnderTest(put.label, put.protocol, {**dict(put.params), "dedup": dedup})
+                variants.append((variant, variant.resolve()[1]))
         for fraction in experiment.run_fractions:
             entries = HashArray.concatenate([poison[(radius, fraction, t)] for t in range(experiment.targets)])
             if len(entries) > experiment.database_size:
@@ -641,35 +994,55 @@ def _protocol_run_table(experiment, resolved, rates, poison, victim, unrelated, 
                     f"at fraction {fraction} exceed database_size = {experiment.database_size}"
                 )
             db = poisoned_database(entries, experiment.database_size, rng)
-            accounts = []
-            for t in range(experiment.targets):
-                mine = victim.of_target(t).hashes
-                for _ in range(experiment.run_accounts):
-                    accounts.append(_account(mine, m, unrelated, experiment.other_images, rng))
-            for _ in range(experiment.targets * experiment.run_accounts):
-                accounts.append(_account(None, m, unrelated, experiment.other_images, rng))
-            run = run_protocol_poisoning(proto, params, db, accounts, rng)
-            rows.append(_run_row(put, radius, threshold, s, fraction, m, experiment, rates[(radius, fraction)], run))
+            for variant, vparams in variants:
+                for rho in experiment.run_correlations:
+                    accounts = []
+                    for t in range(experiment.targets):
+                        mine = victim.of_target(t).hashes
+                        held = draw_holder_copies(pools[(radius, fraction)][t].family, experiment.run_accounts, m, rho, rng)
+                        for row in held:
+                            accounts.append(_account(mine, row, unrelated, experiment.other_images, rng))
+                    for _ in range(experiment.targets * experiment.run_accounts):
+                        accounts.append(_account(None, np.zeros(m, dtype=np.int64), unrelated, experiment.other_images, rng))
+                    run = run_protocol_poisoning(proto, vparams, db, accounts, rng)
+                    rows.append(_run_row(variant, vparams, radius, threshold, fraction, m, rho, experiment,
+                                         pools[(radius, fraction)], run, model_rng))
     return rows
 
 
-def _account(copies_from: HashArray | None, m: int, unrelated: HashArray, other: int, rng) -> tuple[HashArray, np.ndarray]:
-    """A holder (``m`` copies drawn from ``copies_from`` plus ``other`` unrelated images) or, for ``None``,
-    an account of ``m + other`` unrelated images; shuffled."""
-    k = 0 if copies_from is None else m
+def _account(pool: HashArray | None, held: np.ndarray, unrelated: HashArray, other: int, rng) -> tuple[HashArray, np.ndarray]:
+    """A holder (the pool copies ``held`` plus ``other`` unrelated images) or, for ``pool = None``, an
+    account of ``len(held) + other`` unrelated images; shuffled."""
+    m = len(held)
+    k = 0 if pool is None else m
     parts = [unrelated[rng.integers(0, len(unrelated), size=other + m - k)]]
     if k:
-        parts.insert(0, copies_from[rng.integers(0, len(copies_from), size=k)])
+        parts.insert(0, pool[np.asarray(held, dtype=np.int64)])
     hashes = HashArray.concatenate(parts)
     label = np.r_[np.ones(k, dtype=bool), np.zeros(other + m - k, dtype=bool)]
     order = rng.permutation(len(hashes))
     return hashes[order], label[order]
 
 
-def _run_row(put, radius, threshold, s, fraction, m, experiment, q, run: ProtocolPoisoningRun) -> dict[str, Any]:
+def _run_row(put, params, radius, threshold, fraction, m, rho, experiment, pools, run: ProtocolPoisoningRun,
+             model_rng) -> dict[str, Any]:
+    """Measured beside the model. ``dedup = "none"``: the closed forms; ``dedup = "hash"``: the holder
+    model simulated (no closed form), and no opened-count model (the count test's null distribution
+    then depends on repeats among the unrelated images), so those cells are NaN and ``opened_test_agrees``
+    is empty."""
+    s = float(getattr(params, "synthetic_probability", 0.0))
+    dedup = getattr(params, "dedup", "none")
     holder, revealed, revealed_any, opened = run.holder, run.revealed_target, run.revealed_any, run.opened
+    q = np.array([p.rate() for p in pools])
     direct = _direct(q, m, threshold, s, experiment.other_images, experiment.max_false_positive)
+    closed, sim, _, _ = _model_value(pools, m, threshold, s, rho, dedup, experiment.model_holders, model_rng)
+    model = closed if dedup == "none" else sim
     cut = direct["opened_test_cut"]
+    alpha = experiment.max_false_positive
+    if dedup == "none":
+        opened_model = float(np.mean([_holder_opened_detection(p, m, experiment.other_images, s, alpha, rho) for p in pools]))
+    else:
+        opened_model = float("nan")
     measured = proportion(int(revealed[holder].sum()), int(holder.sum()), z=3.2905)
     test = proportion(int((opened[holder] >= cut).sum()), int(holder.sum()), z=3.2905)
     false_pos = proportion(int((opened[~holder] >= cut).sum()), int((~holder).sum()), z=3.2905)
@@ -678,6 +1051,8 @@ def _run_row(put, radius, threshold, s, fraction, m, experiment, q, run: Protoco
         "radius": radius,
         "threshold": threshold if threshold is not None else 1,
         "synthetic_probability": s,
+        "dedup": dedup,
+        "correlation": rho,
         "poison_fraction": fraction,
         "copies_held": m,
         "other_images": experiment.other_images,
@@ -687,13 +1062,15 @@ def _run_row(put, radius, threshold, s, fraction, m, experiment, q, run: Protoco
         "revealed_measured": measured.rate,
         "revealed_ci999_low": measured.low,
         "revealed_ci999_high": measured.high,
-        "revealed_direct": direct["revealed_probability"],
-        "revealed_agrees": bool(measured.low <= direct["revealed_probability"] <= measured.high),
+        "revealed_model": model,
+        "revealed_model_source": "closed form" if dedup == "none" else "holder model simulated",
+        "revealed_independent_binomial": direct["revealed_probability"],
+        "revealed_agrees": bool(measured.low <= model <= measured.high),
         "non_holders_revealed": int(revealed_any[~holder].sum()),
         "opened_test_cut": cut,
         "opened_test_measured": test.rate,
-        "opened_test_direct": direct["opened_test_detection"],
-        "opened_test_agrees": bool(test.low <= direct["opened_test_detection"] <= test.high),
+        "opened_test_model": opened_model,
+        "opened_test_agrees": bool(test.low <= opened_model <= test.high) if dedup == "none" else "",
         "opened_false_positive_measured": false_pos.rate,
         "opened_false_positive_direct": direct["opened_test_false_positive"],
     }
