@@ -613,7 +613,6 @@ def run_protocol_poisoning(
     """
     server, public = protocol.server_setup(database, params)
     radius = protocol.match_radius(params)
-    per_hash = getattr(params, "dedup", "none") == "hash"
     n = len(accounts)
     out = {k: np.zeros(n, dtype=bool) for k in ("holder", "revealed_target", "revealed_any")}
     opened = np.zeros(n, dtype=np.int64)
@@ -625,8 +624,7 @@ def run_protocol_poisoning(
             raise ConfigError(f"run_protocol_poisoning: account {i} has {len(hashes)} images but {is_target.size} labels")
         name = f"account-{i}"
         client = protocol.client(public, params)
-        if hasattr(client, "coin_source"):
-            client.coin_source = seeded_coin(rng, per_hash)
+        protocol.seed_client(client, rng, params)  # reproducible synthetic-voucher coins, if it has any
         for j, h in enumerate(hashes):
             # The account and position make every payload unique: a plaintext voucher carrying the same
             # hash and payload twice would be refused as a replay.
@@ -864,8 +862,8 @@ def run_poisoning_experiment(experiment: PoisoningExperiment, rng: np.random.Gen
     return PoisoningResults(per_copy_rows, detection_rows, run_rows, rates, holder_rows, pools)
 
 
-def _threshold_of(params: Any) -> int | None:
-    return getattr(params, "threshold", None)
+def _threshold_of(proto: Any, params: Any) -> int | None:
+    return proto.threshold(params)
 
 
 def _direct(q_per_target: np.ndarray, copies: int, threshold: int | None, s: float, other: int, alpha: float) -> dict[str, Any]:
@@ -884,7 +882,7 @@ def _detection_table(experiment: PoisoningExperiment, resolved, rates) -> list[d
     seen: set[tuple] = set()
     for put, proto, params in resolved:
         radius = proto.match_radius(params)
-        threshold = _threshold_of(params)
+        threshold = _threshold_of(proto, params)
         grid = experiment.synthetic_grid if threshold is not None else (0.0,)
         for s in grid:
             key = (put.protocol, radius, threshold, s)
@@ -934,11 +932,11 @@ def _holder_table(experiment: PoisoningExperiment, resolved, pools, rng: np.rand
     rows = []
     seen: set[tuple] = set()
     for put, proto, params in resolved:
-        threshold = _threshold_of(params)
+        threshold = _threshold_of(proto, params)
         if threshold is None:
             continue
         radius = proto.match_radius(params)
-        s = float(getattr(params, "synthetic_probability", 0.0))
+        s = proto.synthetic_probability(params)
         key = (put.protocol, radius, threshold, s)
         if key in seen:
             continue
@@ -978,7 +976,7 @@ def _protocol_run_table(experiment, resolved, pools, poison, victim, unrelated, 
         return rows
     for put, proto, params in resolved:
         radius = proto.match_radius(params)
-        threshold = _threshold_of(params)
+        threshold = _threshold_of(proto, params)
         m = experiment.copies_for(threshold)
         variants = [(put, params)]
         if "dedup" in put.params:
@@ -1005,7 +1003,7 @@ def _protocol_run_table(experiment, resolved, pools, poison, victim, unrelated, 
                     for _ in range(experiment.targets * experiment.run_accounts):
                         accounts.append(_account(None, np.zeros(m, dtype=np.int64), unrelated, experiment.other_images, rng))
                     run = run_protocol_poisoning(proto, vparams, db, accounts, rng)
-                    rows.append(_run_row(variant, vparams, radius, threshold, fraction, m, rho, experiment,
+                    rows.append(_run_row(proto, variant, vparams, radius, threshold, fraction, m, rho, experiment,
                                          pools[(radius, fraction)], run, model_rng))
     return rows
 
@@ -1024,14 +1022,14 @@ def _account(pool: HashArray | None, held: np.ndarray, unrelated: HashArray, oth
     return hashes[order], label[order]
 
 
-def _run_row(put, params, radius, threshold, fraction, m, rho, experiment, pools, run: ProtocolPoisoningRun,
+def _run_row(proto, put, params, radius, threshold, fraction, m, rho, experiment, pools, run: ProtocolPoisoningRun,
              model_rng) -> dict[str, Any]:
     """Measured beside the model. ``dedup = "none"``: the closed forms; ``dedup = "hash"``: the holder
     model simulated (no closed form), and no opened-count model (the count test's null distribution
     then depends on repeats among the unrelated images), so those cells are NaN and ``opened_test_agrees``
     is empty."""
-    s = float(getattr(params, "synthetic_probability", 0.0))
-    dedup = getattr(params, "dedup", "none")
+    s = proto.synthetic_probability(params)
+    dedup = "hash" if proto.counts_copies_once(params) else "none"
     holder, revealed, revealed_any, opened = run.holder, run.revealed_target, run.revealed_any, run.opened
     q = np.array([p.rate() for p in pools])
     direct = _direct(q, m, threshold, s, experiment.other_images, experiment.max_false_positive)

@@ -339,6 +339,10 @@ class Protocol(abc.ABC):
         """Whether re-sent copies of one hash count once toward the threshold (tpsi-ad's ``dedup = "hash"``)."""
         return False
 
+    def synthetic_probability(self, params: ProtocolParams) -> float:
+        """Probability that a voucher is synthetic cover (opens, never counts toward the threshold); 0: none."""
+        return 0.0
+
     def payload_size(self, params: ProtocolParams) -> int:
         """Bytes of associated data a voucher carries (the simulator pads its payload to this)."""
         return 256

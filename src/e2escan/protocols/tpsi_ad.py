@@ -701,6 +701,10 @@ class TpsiAdProtocol(Protocol):
         assert isinstance(params, TpsiAdParams)
         return params.payload_size
 
+    def synthetic_probability(self, params: ProtocolParams) -> float:
+        assert isinstance(params, TpsiAdParams)
+        return params.synthetic_probability
+
     def statistical_model(self, params: ProtocolParams) -> StatisticalModel:
         self._check_params(params)
         assert isinstance(params, TpsiAdParams)
