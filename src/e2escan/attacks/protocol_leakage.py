@@ -49,7 +49,6 @@ from ..errors import ConfigError, DecodeError, ProtocolError
 from ..hashing import HashArray
 from ..metrics.leakage import LeakageEstimate, estimate
 from ..protocols.events import decode_event, replay
-from .poisoning import seeded_coin
 
 __all__ = [
     "CountingRun",
@@ -169,7 +168,7 @@ def run_voucher_counting(
     from ..protocols import get_protocol
 
     proto = get_protocol(protocol)
-    if not hasattr(params, "synthetic_probability"):
+    if proto.synthetic_capacity(params) == 0:
         raise ProtocolError(f"run_voucher_counting: protocol {protocol!r} has no synthetic vouchers to count")
     matches = np.asarray(true_matches, dtype=np.int64)
     if matches.ndim != 1 or matches.size == 0 or (matches < 0).any() or (matches > vouchers).any():
@@ -177,9 +176,8 @@ def run_voucher_counting(
     db_size = max(8, int(matches.max()))
     database = HashArray.random(db_size, bits, rng)
     server, public = proto.server_setup(database, params)
-    per_hash = getattr(params, "dedup", "hash") == "hash"
-    s = float(params.synthetic_probability)
-    capacity = int(params.synthetic_capacity) if use_capacity else None
+    s = proto.synthetic_probability(params)
+    capacity = proto.synthetic_capacity(params) if use_capacity else None
     opened = np.zeros(matches.size, dtype=np.int64)
     over = np.zeros(matches.size, dtype=bool)
     for i, m in enumerate(matches):
@@ -187,7 +185,7 @@ def run_voucher_counting(
             [database[rng.choice(db_size, size=int(m), replace=False)], HashArray.random(vouchers - int(m), bits, rng)]
         )
         client = proto.client(public, params)
-        client.coin_source = seeded_coin(rng, per_hash)
+        proto.seed_client(client, rng, params)
         name = f"account-{i}"
         for j in rng.permutation(vouchers):
             server.ingest(name, client.scan(images[int(j)], payload=b""))

@@ -343,6 +343,10 @@ class Protocol(abc.ABC):
         """Probability that a voucher is synthetic cover (opens, never counts toward the threshold); 0: none."""
         return 0.0
 
+    def synthetic_capacity(self, params: ProtocolParams) -> int:
+        """Most synthetic vouchers one device sends (0: the protocol has no synthetic cover)."""
+        return 0
+
     def payload_size(self, params: ProtocolParams) -> int:
         """Bytes of associated data a voucher carries (the simulator pads its payload to this)."""
         return 256

@@ -705,6 +705,10 @@ class TpsiAdProtocol(Protocol):
         assert isinstance(params, TpsiAdParams)
         return params.synthetic_probability
 
+    def synthetic_capacity(self, params: ProtocolParams) -> int:
+        assert isinstance(params, TpsiAdParams)
+        return params.synthetic_capacity
+
     def statistical_model(self, params: ProtocolParams) -> StatisticalModel:
         self._check_params(params)
         assert isinstance(params, TpsiAdParams)
