@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -9,7 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from PIL import Image
+
 from e2escan.attacks import collide, ssim, targeted_flag_probability
+from e2escan.attacks.evasion import PDQ_MIN_QUALITY
 from e2escan.errors import ConfigError
 from e2escan.hashing import PerceptualHash, get_hasher
 from e2escan.images import image_rng, synthetic_image
@@ -20,6 +24,25 @@ SIZE = (64, 64)
 
 def innocent(index: int):
     return synthetic_image(image_rng(11, index), SIZE)
+
+
+def jpeg90(image):
+    """A real JPEG-90 round trip through Pillow, as a messenger's attachment encoder does it."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=90)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def usable_innocents(hasher, count: int) -> list:
+    """Innocent images whose PDQ hash is kept (quality >= 50) raw and after JPEG-90; any image for other hashers."""
+    found, index = [], 0
+    while len(found) < count:
+        image = innocent(index)
+        index += 1
+        if hasher.spec != "pdq" or min(hasher.hash_with_quality(image)[1],
+                                        hasher.hash_with_quality(jpeg90(image))[1]) >= PDQ_MIN_QUALITY:  # fmt: skip
+            found.append(image)
+    return found
 
 
 def database_image(index: int):
@@ -49,8 +72,8 @@ def test_blackbox_collision_on_ahash_lands_within_the_radius() -> None:
 @pytest.mark.parametrize(("name", "radius"), [("phash", 8), ("pdq", 31)])
 def test_whitebox_collision_on_dct_hashes(name, radius) -> None:
     hasher = get_hasher(name)
-    for index in range(2):
-        image, target = innocent(index), hasher.hash(database_image(index))
+    for index, image in enumerate(usable_innocents(hasher, 2)):
+        target = hasher.hash(database_image(index))
         result = collide(image, target, hasher, radius=radius, max_queries=60, min_ssim=0.9,
                          rng=np.random.default_rng(0), method="whitebox")  # fmt: skip
         _check_collision(result, image, target, hasher, radius, 0.9, 60)
@@ -73,6 +96,48 @@ def test_collision_rejects_bad_targets() -> None:
         collide(innocent(0), hasher.hash(database_image(0)), hasher, radius=64, rng=np.random.default_rng(0))
     with pytest.raises(ConfigError, match="target"):
         collide(innocent(0), "00" * 8, hasher, radius=8, rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(("name", "radius"), [("phash", 8), ("pdq", 31)])
+def test_whitebox_collision_aimed_through_jpeg90_survives_a_real_jpeg90_round_trip(name, radius) -> None:
+    hasher = get_hasher(name)
+    survived_raw_aim = 0
+    for index, image in enumerate(usable_innocents(hasher, 6)):
+        target = hasher.hash(database_image(index))
+        aimed = collide(image, target, hasher, radius=radius, max_queries=100, min_ssim=0.9, margin=radius // 4,
+                        rng=np.random.default_rng(index), method="whitebox", encode="jpeg:quality=90")  # fmt: skip
+        assert aimed.success and aimed.distance <= radius - radius // 4 and aimed.ssim >= 0.9
+        received = hasher.hash(jpeg90(aimed.image))
+        assert received == aimed.final_hash and received.distance(target) <= radius
+        raw = collide(image, target, hasher, radius=radius, max_queries=100, min_ssim=0.9,
+                      rng=np.random.default_rng(index), method="whitebox")  # fmt: skip
+        assert raw.success  # on raw pixels
+        survived_raw_aim += hasher.hash(jpeg90(raw.image)).distance(target) <= radius
+    assert survived_raw_aim < 6  # stopping exactly at the radius on raw pixels does not survive the encoding
+
+
+@settings(max_examples=12, deadline=None)
+@given(index=st.integers(0, 30), margin=st.integers(0, 6), quality=st.sampled_from([75, 90]))
+def test_reported_collision_success_is_what_the_encoded_attachment_gives(index, margin, quality) -> None:
+    hasher = get_hasher("phash")
+    image, target = innocent(index), hasher.hash(database_image(index))
+    result = collide(image, target, hasher, radius=8, margin=margin, max_queries=40, min_ssim=0.85,
+                     rng=np.random.default_rng(index), method="whitebox", encode=f"jpeg:quality={quality}")  # fmt: skip
+    buf = io.BytesIO()
+    result.image.save(buf, format="JPEG", quality=quality)
+    received = hasher.hash(Image.open(io.BytesIO(buf.getvalue())))
+    assert received == result.final_hash
+    assert result.success == (received.distance(target) <= 8)
+    assert result.queries <= 40
+
+
+def test_collision_rejects_bad_margin_and_encoding() -> None:
+    hasher = get_hasher("ahash")
+    target = hasher.hash(database_image(0))
+    with pytest.raises(ConfigError, match="margin"):
+        collide(innocent(0), target, hasher, radius=4, margin=5, rng=np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="encode"):
+        collide(innocent(0), target, hasher, radius=4, encode="jpeg:qualty=90", rng=np.random.default_rng(0))
 
 
 # --- account level ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -18,7 +19,8 @@ from e2escan.attacks import (
     ssim,
     whitebox_supported,
 )
-from e2escan.attacks.evasion import dct_model
+from e2escan.attacks import evasion
+from e2escan.attacks.evasion import PDQ_MIN_QUALITY, dct_model
 from e2escan.attacks.quality import SSIM_WINDOW, ssim_window
 from e2escan.errors import ConfigError, ImageError
 from e2escan.hashing import get_hasher
@@ -29,6 +31,25 @@ SIZE = (64, 64)
 
 def corpus_image(index: int, size: tuple[int, int] = SIZE) -> Image.Image:
     return synthetic_image(image_rng(7, index), size)
+
+
+def usable_images(hasher, count: int, size: tuple[int, int] = SIZE, seed: int = 7) -> list[Image.Image]:
+    """The first ``count`` corpus images whose hash PDQ would keep (quality >= 50), raw and after JPEG-90."""
+    images, index = [], 0
+    while len(images) < count:
+        image = synthetic_image(image_rng(seed, index), size)
+        index += 1
+        if hasher.spec != "pdq" or min(hasher.hash_with_quality(image)[1],
+                                        hasher.hash_with_quality(jpeg90(image))[1]) >= PDQ_MIN_QUALITY:  # fmt: skip
+            images.append(image)
+    return images
+
+
+def jpeg90(image: Image.Image) -> Image.Image:
+    """A real JPEG-90 round trip through Pillow, as a messenger's attachment encoder does it."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=90)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
 def noisy(image: np.ndarray, sigma: float, seed: int) -> np.ndarray:
@@ -171,8 +192,7 @@ def _check_result(result, image, hasher, min_distance, min_ssim, max_queries) ->
 )
 def test_blackbox_evasion_reaches_the_distance_within_budget_and_quality(name, min_distance) -> None:
     hasher = get_hasher(name)
-    for index in range(3):
-        image = corpus_image(index)
+    for index, image in enumerate(usable_images(hasher, 3)):
         result = evade(image, hasher, min_distance=min_distance, max_queries=600, min_ssim=0.95,
                        rng=np.random.default_rng(index))  # fmt: skip
         _check_result(result, image, hasher, min_distance, 0.95, 600)
@@ -181,12 +201,11 @@ def test_blackbox_evasion_reaches_the_distance_within_budget_and_quality(name, m
 @pytest.mark.parametrize(("name", "min_distance"), [("phash", 11), ("pdq", 32)])
 def test_whitebox_evasion_needs_few_queries_and_little_distortion(name, min_distance) -> None:
     hasher = get_hasher(name)
-    for index in range(3):
-        image = corpus_image(index)
+    for image in usable_images(hasher, 3):
         result = evade(image, hasher, min_distance=min_distance, max_queries=50, min_ssim=0.97,
                        rng=np.random.default_rng(0), method="whitebox")  # fmt: skip
         _check_result(result, image, hasher, min_distance, 0.97, 50)
-        assert result.queries <= 10
+        assert result.queries <= 10 and not result.fell_back
 
 
 def test_evasion_is_deterministic_for_a_seed() -> None:
@@ -230,6 +249,13 @@ def test_budget_of_one_query_returns_the_original() -> None:
         ({"min_distance": 5, "min_ssim": 1.5}, "min_ssim"),
         ({"min_distance": 5, "method": "greybox"}, "method"),
         ({"min_distance": 5, "rng": 3}, "rng"),
+        ({"min_distance": 5, "margin": -1}, "margin"),
+        ({"min_distance": 60, "margin": 5}, "margin"),
+        ({"min_distance": 5, "encode": "jpeg:quality=101"}, "encode"),
+        ({"min_distance": 5, "encode": "sharpen-a-lot"}, "encode"),
+        ({"min_distance": 5, "encode": 90}, "encode"),
+        ({"min_distance": 5, "encode": "jpeg", "max_queries": 1}, "max_queries"),
+        ({"min_distance": 5, "original_hash": "00ff"}, "original_hash"),
     ],
 )
 def test_evade_rejects_bad_arguments(kwargs, message) -> None:
@@ -250,3 +276,92 @@ def test_blackbox_params_are_validated() -> None:
 def test_evade_rejects_images_smaller_than_the_ssim_window() -> None:
     with pytest.raises(ImageError, match="11x11"):
         evade(np.zeros((8, 8, 3), np.uint8), get_hasher("ahash"), min_distance=3, rng=np.random.default_rng(0))
+
+
+# --- the messenger's encoding, the margin, PDQ quality and the model fallback ----------------------
+
+
+def test_whitebox_pdq_evasion_aimed_through_jpeg90_survives_a_real_jpeg90_round_trip() -> None:
+    hasher = get_hasher("pdq")
+    for index, image in enumerate(usable_images(hasher, 10)):
+        result = evade(image, hasher, min_distance=32, max_queries=100, min_ssim=0.95, rng=np.random.default_rng(index),
+                       method="whitebox", encode="jpeg:quality=90", margin=8)  # fmt: skip
+        assert result.success and result.ssim >= 0.95 and result.encode == "jpeg:quality=90"
+        assert result.distance >= 32 + 8  # aimed past the threshold, not just at it
+        received, quality = hasher.hash_with_quality(jpeg90(result.image))
+        assert received == result.final_hash and quality == result.quality >= PDQ_MIN_QUALITY
+        assert received.distance(hasher.hash(image)) >= 32
+
+
+def test_success_is_judged_after_the_encoding_round_trip() -> None:
+    hasher = get_hasher("pdq")
+    raw_only_failed = 0
+    for index, image in enumerate(usable_images(hasher, 10, size=(96, 96))):
+        plain = evade(image, hasher, min_distance=32, max_queries=100, min_ssim=0.95, rng=np.random.default_rng(index),
+                      method="whitebox")  # fmt: skip
+        assert plain.success  # on raw pixels
+        raw_only_failed += hasher.hash(jpeg90(plain.image)).distance(plain.original_hash) < 32
+        encoded = evade(image, hasher, min_distance=32, max_queries=100, min_ssim=0.95,
+                        rng=np.random.default_rng(index), method="whitebox", encode="jpeg:quality=90")  # fmt: skip
+        if encoded.success:
+            assert hasher.hash(jpeg90(encoded.image)).distance(encoded.original_hash) >= 32
+        else:
+            # never reported successful when the scanner's view says otherwise
+            assert hasher.hash(jpeg90(encoded.image)).distance(encoded.original_hash) < 32 or encoded.quality < 50
+    assert raw_only_failed >= 1
+
+
+def test_a_margin_keeps_the_threshold_crossed_with_distance_to_spare() -> None:
+    hasher = get_hasher("phash")
+    for index, image in enumerate(usable_images(hasher, 3)):
+        result = evade(image, hasher, min_distance=11, margin=4, max_queries=100, min_ssim=0.95,
+                       rng=np.random.default_rng(index), method="whitebox")  # fmt: skip
+        assert result.success and result.distance >= 15 and result.margin == 4
+        assert result.queries_to_reach(15) == result.queries
+
+
+def stripes(index: int, size: int = 64) -> np.ndarray:
+    """Vertical sine stripes: many DCT coefficients equal the median exactly, so float noise decides their bits."""
+    period = int(np.random.default_rng(index).integers(4, 16))
+    row = (128 + 80 * np.sin(2 * np.pi * np.arange(size) / period)).astype(np.uint8)
+    return np.repeat(np.tile(row, (size, 1))[:, :, None], 3, axis=2)
+
+
+@pytest.mark.parametrize(("name", "min_distance"), [("phash", 11), ("pdq", 32)])
+def test_whitebox_falls_back_to_nes_when_median_ties_break_the_model(name, min_distance, monkeypatch) -> None:
+    hasher = get_hasher(name)
+    model = dct_model(hasher)
+    for index in range(3):
+        image = stripes(index)
+        assert not np.array_equal(model.bits(image), hasher.hash(image).to_bits())  # ties: the model is not exact
+        result = evade(image, hasher, min_distance=min_distance, max_queries=100, min_ssim=0.95,
+                       rng=np.random.default_rng(index), method="whitebox")  # fmt: skip
+        assert result.fell_back and result.success and result.method == "whitebox"
+    # without the fallback, the white-box attack pushes the wrong features and stalls
+    monkeypatch.setattr(evasion, "model_agrees", lambda model, search: True)
+    for index in range(3):
+        result = evade(stripes(index), hasher, min_distance=min_distance, max_queries=100, min_ssim=0.95,
+                       rng=np.random.default_rng(index), method="whitebox")  # fmt: skip
+        assert not result.fell_back and not result.success
+
+
+def test_pdq_success_needs_quality_50_and_reports_it() -> None:
+    hasher = get_hasher("pdq")
+    flat = corpus_image(0)  # quality 31 at this size: PDQ's documentation says to discard such hashes
+    assert hasher.hash_with_quality(flat)[1] < PDQ_MIN_QUALITY
+    result = evade(flat, hasher, min_distance=32, max_queries=60, min_ssim=0.95, rng=np.random.default_rng(0))
+    assert not result.success and result.quality is not None
+    usable = evade(usable_images(hasher, 1)[0], hasher, min_distance=32, max_queries=60, min_ssim=0.95,
+                   rng=np.random.default_rng(0), method="whitebox")  # fmt: skip
+    assert usable.success and usable.quality >= PDQ_MIN_QUALITY
+    assert evade(corpus_image(1), get_hasher("phash"), min_distance=5, rng=np.random.default_rng(0)).quality is None
+
+
+def test_evasion_aims_away_from_a_given_database_hash() -> None:
+    hasher = get_hasher("dhash")
+    image = corpus_image(2)
+    database_hash = hasher.hash(corpus_image(3))
+    result = evade(image, hasher, min_distance=40, max_queries=1, original_hash=database_hash,
+                   rng=np.random.default_rng(0))  # fmt: skip
+    assert result.original_hash == database_hash and result.queries == 1
+    assert result.distance == hasher.hash(image).distance(database_hash)

@@ -8,8 +8,21 @@ query budget. One run per image gives the whole curve: an attack aimed at
 threshold ``T`` would have stopped at the first acceptable image more than
 ``T`` bits away, which the run's ``progress`` records with its query count,
 so the success at every threshold and every smaller budget is read off it.
+The same is done at the strictest bound with a generic perturbation grid
+(:data:`e2escan.attacks.GENERIC_GRID`, the same for every hash) beside the
+default grid at the hash's own resolution (query-only, but algorithm-aware).
+
 The white-box DCT attack on pHash and PDQ runs once per image and threshold
-(its steps depend on the goal).
+(its steps depend on the goal), and once per image aimed at half the hash
+length, which gives the white-box attacker's resisting thresholds beside the
+black-box ones.
+
+A messenger re-encodes attachments (JPEG at quality 90 in the simulator), so
+every crafted image is also re-hashed after a real JPEG-90 round trip: the
+attack runs aimed at the reference thresholds (both attackers) report success
+before and after it, and a margin sweep aims ``margin`` bits past the
+threshold, with and without the JPEG-90 round trip in the attack's objective,
+and re-hashes the results after JPEG-90 and JPEG-75.
 
 The same synthetic corpus gives the false positives: the pairwise Hamming
 distances of all unrelated images, and the query-vs-database rate (the
@@ -19,7 +32,7 @@ share of attacked images, and what that threshold costs in false matches
 per day at 4.5 billion images a day (WhatsApp, July 2017), follow.
 
 Quick mode: 8 attacked images, SSIM >= 0.95, budget 200 queries, a corpus of
-150 images. Full mode: 50 attacked images, SSIM >= 0.90, 0.95 and 0.98,
+150 images. Full mode: 30 attacked images, SSIM >= 0.90, 0.95 and 0.98,
 budget 1000 queries, a corpus of 1,000 images. Image ``i`` and its attack
 generator depend only on ``(seed, i)``, the hasher and the bound, so the
 quick rows equal the full rows of the same images and budgets.
@@ -27,14 +40,16 @@ quick rows equal the full rows of the same images and budgets.
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from PIL import Image
 
-from e2escan.attacks import evade
+from e2escan.attacks import GENERIC_GRID, PDQ_MIN_QUALITY, BlackBoxParams, evade
 from e2escan.hashing import HashArray, get_hasher
 from e2escan.images import image_rng, synthetic_image
 from e2escan.results import save_figure, write_csv, write_json
@@ -47,25 +62,53 @@ DAILY_IMAGES = 4.5e9  # WhatsApp, 26 July 2017: 4.5 billion photos shared per da
 CATCH_FRACTIONS = (0.5, 0.9, 1.0)
 PDQ_RECOMMENDED_THRESHOLD = 31  # ThreatExchange pdq/README.md: distance <= 31 is a match
 REFERENCE_FPR = 1e-3  # "practical" thresholds: the largest with a pairwise FPR at most this on our corpus
+MARGINS = (0, 4, 8, 16)  # white box; the black box, whose runs are longer, sweeps BLACKBOX_MARGINS
+BLACKBOX_MARGINS = (0, 8)
+SWEEP_ENCODINGS = (None, "jpeg:quality=90")  # the attack's objective: raw pixels, or through the messenger's JPEG-90
+RECHECK_QUALITIES = (90, 75)  # real JPEG round trips the margin-sweep images are re-hashed after
+GRIDS = {"blackbox": "hash resolution (query-only and algorithm-aware)",
+         "blackbox-generic": f"generic {GENERIC_GRID}x{GENERIC_GRID} (query-only)",
+         "whitebox": "DCT model (white box)",
+         "whitebox-jpeg90": "DCT model through JPEG-90 (white box)"}  # fmt: skip
 QUICK = {"attacked": 8, "corpus": 150, "bounds": (0.95,), "budget": 200, "budgets": (50, 100, 200),
          "whitebox_budget": 100}  # fmt: skip
-FULL = {"attacked": 50, "corpus": 1000, "bounds": (0.90, 0.95, 0.98), "budget": 1000,
+FULL = {"attacked": 30, "corpus": 1000, "bounds": (0.90, 0.95, 0.98), "budget": 1000,
         "budgets": (100, 200, 500, 1000), "whitebox_budget": 100}  # fmt: skip
 
 
 def thresholds(bits: int) -> list[int]:
-    """32 thresholds from low to just below half the hash length (64 bits: 0..31; PDQ: 3, 7, ..., 127)."""
+    """32 thresholds at the same fractions of every hash's length (64 bits: 0..31; PDQ: 3, 7, ..., 127)."""
     step = bits // 64
     return list(range(step - 1, bits // 2, step))
 
 
 def whitebox_thresholds(bits: int) -> list[int]:
+    """Every fourth threshold: 8 points at the same fractions of the length (pHash 3, 7, ..., 31; PDQ 15, 31, ..., 127)."""
     return thresholds(bits)[3::4]
 
 
 def attack_rng(seed: int, hasher: str, bound: float, image: int, method: str) -> np.random.Generator:
-    key = (HASHER_KEYS[hasher], round(bound * 1000), image, 0 if method == "blackbox" else 1)
+    key = (HASHER_KEYS[hasher], round(bound * 1000), image, {"blackbox": 0, "whitebox": 1, "blackbox-generic": 2, "whitebox-jpeg90": 3}[method])
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def jpeg_round_trip(image: Image.Image, quality: int) -> Image.Image:
+    """A real JPEG round trip through Pillow (quality 90: the simulator's attachment encoding)."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def received_distance(hasher, result, quality: int) -> tuple[int, int | None, bool]:
+    """Distance from the original's hash after a real JPEG round trip, its PDQ quality, and whether it still evades."""
+    decoded = jpeg_round_trip(result.image, quality)
+    if hasher.spec == "pdq":
+        digest, pdq_quality = hasher.hash_with_quality(decoded)
+    else:
+        digest, pdq_quality = hasher.hash(decoded), None
+    distance = digest.distance(result.original_hash)
+    usable = pdq_quality is None or pdq_quality >= PDQ_MIN_QUALITY
+    return distance, pdq_quality, bool(usable and distance >= result.min_distance)
 
 
 def _log(message: str) -> None:
@@ -97,38 +140,66 @@ def false_positive_curves(hashes: HashArray) -> dict[str, np.ndarray | int]:
 
 
 def _attack_row(method, hasher, bound, index, goal, budget, result) -> dict:
+    after, after_quality, survives = received_distance(hasher, result, 90)
     return {
-        "method": method, "hasher": hasher.spec, "bits": hasher.bits, "min_ssim": bound, "image": index,
-        "goal_distance": goal, "max_queries": budget, "distance": result.distance, "queries": result.queries,
-        "success": result.success, "ssim": round(result.ssim, 6), "psnr_db": round(result.psnr, 4),
+        "method": method, "grid": GRIDS[method], "hasher": hasher.spec, "bits": hasher.bits, "min_ssim": bound,
+        "image": index, "goal_distance": goal, "max_queries": budget, "distance": result.distance,
+        "queries": result.queries, "success": result.success, "ssim": round(result.ssim, 6),
+        "psnr_db": round(result.psnr, 4), "pdq_quality": result.quality, "fell_back": result.fell_back,
+        "distance_after_jpeg90": after, "pdq_quality_after_jpeg90": after_quality,
+        "success_after_jpeg90": survives,
     }  # fmt: skip
 
 
 def reached_within(progress: tuple[tuple[int, int], ...], budget: int) -> int:
-    """Largest distance the best acceptable image had after at most ``budget`` queries."""
-    return max(distance for queries, distance in progress if queries <= budget)
+    """Largest distance the best acceptable image had after at most ``budget`` queries (0 if none was usable)."""
+    return max((distance for queries, distance in progress if queries <= budget), default=0)
+
+
+def _blackbox(image, hasher, name, bound, index, seed, mode, *, generic=False, min_distance=None, **options):
+    method = "blackbox-generic" if generic else "blackbox"
+    return evade(image, hasher, min_distance=hasher.bits // 2 if min_distance is None else min_distance,
+                 max_queries=mode["budget"], min_ssim=bound, rng=attack_rng(seed, name, bound, index, method),
+                 params=BlackBoxParams(grid=GENERIC_GRID) if generic else None, **options)  # fmt: skip
+
+
+def _whitebox(image, hasher, name, bound, index, seed, mode, min_distance, **options):
+    method = "whitebox" if options.get("encode") is None else "whitebox-jpeg90"
+    return evade(image, hasher, min_distance=min_distance, max_queries=mode["whitebox_budget"], min_ssim=bound,
+                 rng=attack_rng(seed, name, bound, index, method), method="whitebox", **options)  # fmt: skip
 
 
 def run_attacks(images, mode, seed):
-    """Black-box runs (one per hasher, bound and image) and white-box runs (also one per threshold)."""
+    """Black-box runs aimed at half the hash (per hasher, bound and image; the generic grid at the strictest
+    bound), white-box runs per threshold and aimed at half the hash. Returns rows and the runs' progress."""
     rows, progress = [], {}
+    strictest = max(mode["bounds"])
     for name in HASHERS:
         hasher = get_hasher(name)
         started = time.perf_counter()
+        half = hasher.bits // 2
         for bound in mode["bounds"]:
             for index, image in enumerate(images):
-                goal = hasher.bits // 2
-                result = evade(image, hasher, min_distance=goal, max_queries=mode["budget"], min_ssim=bound,
-                               rng=attack_rng(seed, name, bound, index, "blackbox"))  # fmt: skip
-                rows.append(_attack_row("blackbox", hasher, bound, index, goal, mode["budget"], result))
-                progress[(name, bound, index)] = result.progress
+                result = _blackbox(image, hasher, name, bound, index, seed, mode)
+                rows.append(_attack_row("blackbox", hasher, bound, index, half, mode["budget"], result))
+                progress[("blackbox", name, bound, index)] = result.progress
+                if bound == strictest:
+                    result = _blackbox(image, hasher, name, bound, index, seed, mode, generic=True)
+                    rows.append(_attack_row("blackbox-generic", hasher, bound, index, half, mode["budget"], result))
+                    progress[("blackbox-generic", name, bound, index)] = result.progress
                 if name in WHITEBOX_HASHERS:
-                    for threshold in whitebox_thresholds(hasher.bits):
-                        result = evade(image, hasher, min_distance=threshold + 1, max_queries=mode["whitebox_budget"],
-                                       min_ssim=bound, rng=attack_rng(seed, name, bound, index, "whitebox"),
-                                       method="whitebox")  # fmt: skip
+                    # half - 1 is already the last grid point; dict.fromkeys keeps each threshold once
+                    for threshold in dict.fromkeys([*whitebox_thresholds(hasher.bits), half - 1]):
+                        result = _whitebox(image, hasher, name, bound, index, seed, mode, threshold + 1)
                         rows.append(_attack_row("whitebox", hasher, bound, index, threshold + 1,
                                                 mode["whitebox_budget"], result))  # fmt: skip
+                        if threshold == half - 1:  # aimed at half the hash: the white-box resisting thresholds
+                            progress[("whitebox", name, bound, index)] = result.progress
+                    # the same aim with the messenger's JPEG-90 inside the objective (distances after JPEG-90)
+                    result = _whitebox(image, hasher, name, bound, index, seed, mode, half, encode="jpeg:quality=90")
+                    rows.append(_attack_row("whitebox-jpeg90", hasher, bound, index, half, mode["whitebox_budget"],
+                                            result))  # fmt: skip
+                    progress[("whitebox-jpeg90", name, bound, index)] = result.progress
         _log(f"{name}: attacks done in {time.perf_counter() - started:.1f} s")
     return rows, progress
 
@@ -139,41 +210,58 @@ def success_rows(attack_rows, progress, fp, mode) -> list[dict]:
     for name in HASHERS:
         bits = get_hasher(name).bits
         for bound in mode["bounds"]:
-            for budget in mode["budgets"]:
-                reached = [reached_within(progress[(name, bound, i)], budget) for i in range(n)]
-                for t in thresholds(bits):
-                    evaded = sum(d > t for d in reached)
-                    rows.append({"method": "blackbox", "hasher": name, "min_ssim": bound, "max_queries": budget,
-                                 "threshold": t, "attacked_images": n, "evaded": evaded,
-                                 "success_rate": round(evaded / n, 6),
-                                 "pairwise_fpr": float(fp[name]["pairwise_fpr"][t])})  # fmt: skip
+            for method in ("blackbox", "blackbox-generic"):
+                if ("blackbox-generic" == method) and bound != max(mode["bounds"]):
+                    continue
+                for budget in mode["budgets"]:
+                    reached = [reached_within(progress[(method, name, bound, i)], budget) for i in range(n)]
+                    for t in thresholds(bits):
+                        evaded = sum(d > t for d in reached)
+                        rows.append({"method": method, "grid": GRIDS[method], "hasher": name, "min_ssim": bound,
+                                     "max_queries": budget, "threshold": t, "attacked_images": n, "evaded": evaded,
+                                     "success_rate": round(evaded / n, 6), "evaded_after_jpeg90": "",
+                                     "pairwise_fpr": float(fp[name]["pairwise_fpr"][t])})  # fmt: skip
             if name in WHITEBOX_HASHERS:
                 for t in whitebox_thresholds(bits):
                     runs = [r for r in attack_rows if r["method"] == "whitebox" and r["hasher"] == name
                             and r["min_ssim"] == bound and r["goal_distance"] == t + 1]  # fmt: skip
                     evaded = sum(r["success"] for r in runs)
-                    rows.append({"method": "whitebox", "hasher": name, "min_ssim": bound,
+                    rows.append({"method": "whitebox", "grid": GRIDS["whitebox"], "hasher": name, "min_ssim": bound,
                                  "max_queries": mode["whitebox_budget"], "threshold": t,
                                  "attacked_images": len(runs), "evaded": evaded,
                                  "success_rate": round(evaded / len(runs), 6),
+                                 "evaded_after_jpeg90": sum(r["success_after_jpeg90"] for r in runs),
                                  "pairwise_fpr": float(fp[name]["pairwise_fpr"][t])})  # fmt: skip
     return rows
 
 
 def resisting_rows(progress, fp, mode, n_images) -> list[dict]:
-    """The threshold that catches a share of attacked images, and its false matches per day."""
+    """The threshold that catches a share of attacked images, and its false matches per day, for each attacker.
+
+    Caught at threshold T when the attack could not get past T (reached <= T). Black box: the distance
+    reached within each budget by the run aimed at half the hash; white box: the distance reached by one
+    run per image aimed at half the hash (its steps depend on the goal, so a run aimed lower could differ),
+    on raw pixels ("whitebox") and through the messenger's JPEG-90 ("whitebox-jpeg90": the distance the
+    scanner sees after the attachment's encoding).
+    """
     rows = []
     for name in HASHERS:
         bits = get_hasher(name).bits
         curves = fp[name]
         for bound in mode["bounds"]:
-            for budget in mode["budgets"]:
-                reached = np.sort([reached_within(progress[(name, bound, i)], budget) for i in range(n_images)])
+            attackers = [("blackbox", budget) for budget in mode["budgets"]]
+            if bound == max(mode["bounds"]):
+                attackers.append(("blackbox-generic", mode["budget"]))
+            if name in WHITEBOX_HASHERS:
+                attackers += [("whitebox", mode["whitebox_budget"]), ("whitebox-jpeg90", mode["whitebox_budget"])]
+            for method, budget in attackers:
+                reached = np.sort([reached_within(progress[(method, name, bound, i)], budget)
+                                   for i in range(n_images)])  # fmt: skip
                 for share in CATCH_FRACTIONS:
-                    # caught at threshold T when the attack could not get past T: reached <= T
                     needed = int(reached[int(np.ceil(share * n_images)) - 1])
                     rows.append({
-                        "hasher": name, "min_ssim": bound, "max_queries": budget, "catch_share": share,
+                        "attacker": method, "grid": GRIDS[method], "hasher": name, "min_ssim": bound,
+                        "max_queries": budget, "catch_share": share,
                         "threshold_needed": needed, "at_attack_goal": needed >= bits // 2,
                         "pairwise_fpr": float(curves["pairwise_fpr"][needed]),
                         "false_matches_per_day_per_database_image": float(curves["pairwise_fpr"][needed] * DAILY_IMAGES),
@@ -181,6 +269,80 @@ def resisting_rows(progress, fp, mode, n_images) -> list[dict]:
                         "query_fpr": float(curves["query_fpr"][needed]),
                         "images_flagged_per_day": float(curves["query_fpr"][needed] * DAILY_IMAGES),
                     })  # fmt: skip
+    return rows
+
+
+def reference_points(reference: dict[str, int]) -> dict[str, list[tuple[str, int]]]:
+    """Each hasher's reference threshold, plus PDQ's recommended 31; a threshold listed twice appears once."""
+    points = {}
+    for name in HASHERS:
+        labelled = {reference[name]: "reference (pairwise FPR <= 1e-3)"}
+        if name == "pdq":
+            labelled[PDQ_RECOMMENDED_THRESHOLD] = (
+                "PDQ recommended" if PDQ_RECOMMENDED_THRESHOLD not in labelled else "reference and PDQ recommended"
+            )
+        points[name] = sorted((label, t) for t, label in labelled.items() if t >= 0)
+    return points
+
+
+def reference_rows(images, points, mode, seed) -> list[dict]:
+    """Both attackers aimed just past each reference threshold, judged on raw pixels and after a real JPEG-90."""
+    rows = []
+    for name in HASHERS:
+        hasher = get_hasher(name)
+        methods = ("blackbox", "whitebox") if name in WHITEBOX_HASHERS else ("blackbox",)
+        for label, t in points[name]:
+            for bound in mode["bounds"]:
+                for method in methods:
+                    results = [
+                        _blackbox(image, hasher, name, bound, i, seed, mode, min_distance=t + 1) if method == "blackbox"
+                        else _whitebox(image, hasher, name, bound, i, seed, mode, t + 1)
+                        for i, image in enumerate(images)
+                    ]  # fmt: skip
+                    after = [received_distance(hasher, r, 90) for r in results]
+                    rows.append({"hasher": name, "which_threshold": label, "threshold": t, "method": method,
+                                 "grid": GRIDS[method], "min_ssim": bound,
+                                 "max_queries": mode["budget"] if method == "blackbox" else mode["whitebox_budget"],
+                                 "attacked_images": len(results), "evaded": sum(r.success for r in results),
+                                 "evaded_after_jpeg90": sum(a[2] for a in after),
+                                 "median_queries": float(np.median([r.queries for r in results])),
+                                 "min_ssim_reached": round(min(r.ssim for r in results), 6),
+                                 "fell_back": sum(r.fell_back for r in results)})  # fmt: skip
+    return rows
+
+
+def margin_rows(images, reference, mode, seed) -> list[dict]:
+    """Aim ``margin`` bits past the threshold (PDQ: the recommended 31; the others: their reference threshold),
+    on raw pixels or through JPEG-90, at the middle SSIM bound; re-hash after real JPEG-90 and JPEG-75."""
+    rows = []
+    bound = mode["bounds"][len(mode["bounds"]) // 2]
+    for name in HASHERS:
+        hasher = get_hasher(name)
+        t = PDQ_RECOMMENDED_THRESHOLD if name == "pdq" else reference[name]
+        methods = ("blackbox", "whitebox") if name in WHITEBOX_HASHERS else ("blackbox",)
+        for method in methods:
+            for encode in SWEEP_ENCODINGS:
+                for margin in MARGINS if method == "whitebox" else BLACKBOX_MARGINS:
+                    if t + 1 + margin > hasher.bits:
+                        continue
+                    results = [
+                        _blackbox(image, hasher, name, bound, i, seed, mode, min_distance=t + 1, encode=encode,
+                                  margin=margin) if method == "blackbox"
+                        else _whitebox(image, hasher, name, bound, i, seed, mode, t + 1, encode=encode, margin=margin)
+                        for i, image in enumerate(images)
+                    ]  # fmt: skip
+                    row = {"hasher": name, "threshold": t, "method": method, "grid": GRIDS[method],
+                           "min_ssim": bound, "objective": encode or "raw pixels", "margin": margin,
+                           "attacked_images": len(results), "reported_success": sum(r.success for r in results)}
+                    for quality in RECHECK_QUALITIES:
+                        row[f"evaded_after_jpeg{quality}"] = sum(received_distance(hasher, r, quality)[2]
+                                                                 for r in results)  # fmt: skip
+                    row["median_ssim"] = round(float(np.median([r.ssim for r in results])), 6)
+                    row["min_ssim_reached"] = round(min(r.ssim for r in results), 6)
+                    row["median_queries"] = float(np.median([r.queries for r in results]))
+                    qualities = [r.quality for r in results if r.quality is not None]
+                    row["min_pdq_quality"] = min(qualities) if qualities else ""
+                    rows.append(row)
     return rows
 
 
@@ -205,7 +367,7 @@ def _success_figure(success, mode) -> Figure:
     colours = {0.90: "tab:red", 0.95: "tab:blue", 0.98: "tab:green"}
     for ax, name in zip(axes, HASHERS):
         for bound in mode["bounds"]:
-            for method, style in (("blackbox", "-"), ("whitebox", "--")):
+            for method, style in (("blackbox", "-"), ("blackbox-generic", ":"), ("whitebox", "--")):
                 rows = [r for r in success if r["hasher"] == name and r["min_ssim"] == bound and r["method"] == method
                         and (method == "whitebox" or r["max_queries"] == budget)]  # fmt: skip
                 if rows:
@@ -269,8 +431,9 @@ def _examples_figure(image, reference, mode, seed) -> tuple[Figure, list[dict]]:
                            max_queries=mode["budget"] if method == "blackbox" else mode["whitebox_budget"],
                            min_ssim=bound, rng=attack_rng(seed, name, bound, 0, method), method=method)  # fmt: skip
             rows.append({"hasher": name, "method": method, "threshold": threshold, "success": result.success,
+                         "success_after_jpeg90": received_distance(hasher, result, 90)[2],
                          "distance": result.distance, "queries": result.queries, "ssim": round(result.ssim, 6),
-                         "psnr_db": round(result.psnr, 4)})  # fmt: skip
+                         "psnr_db": round(result.psnr, 4), "pdq_quality": result.quality})  # fmt: skip
             ax.imshow(np.asarray(result.image))
             ax.set_title(f"{name} {method}: d={result.distance} > {threshold}\n"
                          f"SSIM {result.ssim:.3f}, PSNR {result.psnr:.1f} dB, {result.queries} queries",
@@ -313,37 +476,40 @@ def reproduce(out_dir: Path, *, quick: bool, seed: int = 0) -> None:
     attack_rows, progress = run_attacks(attacked, mode, seed)
     success = success_rows(attack_rows, progress, fp, mode)
     resisting = resisting_rows(progress, fp, mode, len(attacked))
+    reference = _reference_thresholds(fp)
+    points = reference_points(reference)
+    stage = time.perf_counter()
+    at_reference = reference_rows(attacked, points, mode, seed)
+    _log(f"reference-threshold runs done in {time.perf_counter() - stage:.1f} s")
+    stage = time.perf_counter()
+    margins = margin_rows(attacked, reference, mode, seed)
+    _log(f"margin sweep done in {time.perf_counter() - stage:.1f} s")
 
     write_csv(out_dir / "attacks.csv", attack_rows)
     write_csv(out_dir / "success_curves.csv", success)
     write_csv(out_dir / "false_positives.csv", false_positive_rows(fp))
     write_csv(out_dir / "resisting_thresholds.csv", resisting)
+    write_csv(out_dir / "reference_thresholds.csv", at_reference)
+    write_csv(out_dir / "margin_sweep.csv", margins)
     save_figure(_success_figure(success, mode), out_dir, "success_vs_threshold")
     save_figure(_budget_figure(success, mode), out_dir, "success_vs_budget")
-    reference = _reference_thresholds(fp)
     examples_fig, examples = _examples_figure(attacked[0], reference, mode, seed)
     save_figure(examples_fig, out_dir, "examples")
 
-    headline = []
-    for name in HASHERS:
-        points = {("reference", reference[name])}
-        if name == "pdq":
-            points.add(("PDQ recommended", PDQ_RECOMMENDED_THRESHOLD))
-        for label, t in sorted(points):
-            for r in success:
-                if r["hasher"] == name and r["threshold"] == t and (r["method"] == "whitebox"
-                                                                    or r["max_queries"] == mode["budget"]):  # fmt: skip
-                    headline.append({**r, "which_threshold": label})
-    pdq_quality = [get_hasher("pdq").hash_with_quality(image)[1] for image in attacked]
+    pdq = get_hasher("pdq")
+    pdq_quality = [pdq.hash_with_quality(image)[1] for image in attacked]
     blackbox = [r for r in attack_rows if r["method"] == "blackbox"]
     write_json(out_dir / "summary.json", {
         "paper": "jain-evasion", "mode": "quick" if quick else "full", "seed": seed,
         "image_size": list(IMAGE_SIZE), "attacked_images": len(attacked), "corpus_images": mode["corpus"],
         "ssim_bounds": list(mode["bounds"]), "query_budget": mode["budget"],
-        "whitebox_query_budget": mode["whitebox_budget"], "daily_images": DAILY_IMAGES,
-        "reference_fpr": REFERENCE_FPR, "reference_thresholds": reference,
-        "success_at_reference_thresholds": headline, "examples": examples,
+        "whitebox_query_budget": mode["whitebox_budget"], "generic_grid": GENERIC_GRID, "margins": list(MARGINS), "blackbox_margins": list(BLACKBOX_MARGINS),
+        "daily_images": DAILY_IMAGES, "reference_fpr": REFERENCE_FPR, "reference_thresholds": reference,
+        "success_at_reference_thresholds": at_reference, "examples": examples,
         "attacked_pdq_quality_min": min(pdq_quality),
+        "attacked_pdq_quality_below_50": sum(q < PDQ_MIN_QUALITY for q in pdq_quality),
+        "attacked_pdq_quality_below_50_after_jpeg90": sum(
+            pdq.hash_with_quality(jpeg_round_trip(image, 90))[1] < PDQ_MIN_QUALITY for image in attacked),
         "blackbox_median_psnr_db": {f"{name}@{bound:.2f}": float(np.median([r["psnr_db"] for r in blackbox
                                                                           if r["hasher"] == name and r["min_ssim"] == bound]))
                                     for name in HASHERS for bound in mode["bounds"]},

@@ -1,7 +1,7 @@
 """Attacks on perceptual-hash scanning: detection avoidance, false-flag collisions, poisoning, protocol leakage."""
 
 from .collision import CollisionResult, collide, targeted_flag_probability
-from .evasion import BlackBoxParams, EvasionResult, evade, whitebox_supported
+from .evasion import GENERIC_GRID, PDQ_MIN_QUALITY, BlackBoxParams, EvasionResult, evade, whitebox_supported
 from .poisoning import (
     EVERYDAY_EDITS,
     PoisoningExperiment,
@@ -25,6 +25,8 @@ from .quality import SsimReference, psnr, ssim
 
 __all__ = [
     "EVERYDAY_EDITS",
+    "GENERIC_GRID",
+    "PDQ_MIN_QUALITY",
     "BlackBoxParams",
     "CollisionResult",
     "EvasionResult",

@@ -13,8 +13,12 @@ is flagged.
 :func:`collide` reuses the search of :mod:`e2escan.attacks.evasion` with the
 objective "minus the Hamming distance to the target": the black-box NES
 search by default, or the white-box DCT model for pHash and PDQ, where the
-desired bits are the target's. The same rules hold: every hash computation
-is a query, the returned image always meets the SSIM bound, results are
+desired bits are the target's (falling back to the black-box search when
+the model's hash of the innocent image differs from the library's). The same
+rules hold: every hash computation is a query, the returned image always
+meets the SSIM bound, ``encode`` puts the messenger's attachment encoding in
+the objective and judges success after it, ``margin`` aims inside the
+radius, PDQ hashes of quality below 50 do not count, and results are
 deterministic for a seed.
 """
 
@@ -35,9 +39,9 @@ from .evasion import (
     HashSearch,
     Method,
     check_attack_arguments,
-    dct_model,
-    run_nes,
-    run_whitebox,
+    check_margin,
+    parse_encode,
+    run_method,
 )
 from .quality import psnr
 
@@ -55,6 +59,13 @@ class CollisionResult:
     radius``. ``queries`` counts every hash computation, the original's
     included; ``progress`` lists ``(queries, distance)`` each time the best
     acceptable distance fell (:meth:`queries_to_reach`).
+
+    With ``encode``, ``final_hash``, ``distance`` and ``initial_distance``
+    are those after the encoding round trip (what the recipient's scanner
+    hashes) and ``image`` is the image before it. ``quality`` is PDQ's
+    quality score of ``final_hash`` (None for other hashers); ``success``
+    requires it to be at least 50. ``fell_back``: the white-box model
+    disagreed with the library on the innocent image and NES ran instead.
     """
 
     image: Image.Image
@@ -70,6 +81,10 @@ class CollisionResult:
     min_ssim: float
     method: str
     progress: tuple[tuple[int, int], ...]
+    margin: int = 0
+    encode: str | None = None
+    quality: int | None = None
+    fell_back: bool = False
 
     def queries_to_reach(self, radius: int) -> int | None:
         """Queries spent when the best acceptable image first came within ``radius`` of the target; None if never."""
@@ -90,15 +105,19 @@ def collide(
     rng: np.random.Generator,
     method: Method = "blackbox",
     params: BlackBoxParams | None = None,
+    encode: str | None = None,
+    margin: int = 0,
 ) -> CollisionResult:
     """Perturb ``image`` until its hash is within ``radius`` bits of ``target``.
 
     A scanner that matches at Hamming distance ``<= T`` is fooled with
-    ``radius = T``. The search stops at the first acceptable image (SSIM
-    with ``image`` at least ``min_ssim``; pass -1 for no bound) within the
-    radius, or after ``max_queries`` hash computations. ``method`` and
-    ``params`` are as for :func:`~e2escan.attacks.evasion.evade`.
-    Deterministic for a given ``rng`` state.
+    ``radius = T``. The search stops at the first usable image (SSIM with
+    ``image`` at least ``min_ssim``, pass -1 for no bound; for PDQ, quality
+    at least 50) within ``radius - margin`` of the target, or after
+    ``max_queries`` hash computations; it succeeds within ``radius``.
+    ``method``, ``params`` and ``encode`` are as for
+    :func:`~e2escan.attacks.evasion.evade`. Deterministic for a given
+    ``rng`` state.
     """
     check_attack_arguments(hasher, max_queries, min_ssim, rng, method, params)
     if not isinstance(target, PerceptualHash):
@@ -107,18 +126,14 @@ def collide(
         raise ConfigError(f"target has {target.bits} bits but {hasher.spec} produces {hasher.bits}-bit hashes")
     if isinstance(radius, bool) or not isinstance(radius, int) or not 0 <= radius < hasher.bits:
         raise ConfigError(f"radius must be an int in 0..{hasher.bits - 1} for {hasher.spec}, got {radius!r}")
-    model = dct_model(hasher) if method == "whitebox" else None
+    margin = check_margin(margin, radius)
+    chain = parse_encode(encode)
 
-    def closeness(digest: PerceptualHash) -> int:
-        return -digest.distance(target)
-
-    search = HashSearch(image, hasher, closeness, goal=-radius, max_queries=max_queries, min_ssim=min_ssim)
+    search = HashSearch(image, hasher, goal=-(radius - margin), max_queries=max_queries, min_ssim=min_ssim,
+                        encode=chain)  # fmt: skip
+    search.start(lambda digest: -digest.distance(target))
     initial_distance = -search.best_score
-    if not search.done:
-        if model is None:
-            run_nes(search, BlackBoxParams() if params is None else params, rng)
-        else:
-            run_whitebox(search, model, target.to_bits())
+    fell_back = run_method(search, method, target.to_bits(), params, rng)
     return CollisionResult(
         image=Image.fromarray(search.best_pixels, mode="RGB"),
         target=target,
@@ -128,11 +143,15 @@ def collide(
         queries=search.queries,
         ssim=search.best_ssim,
         psnr=psnr(search.pixels, search.best_pixels),
-        success=-search.best_score <= radius,
+        success=search.best_usable and -search.best_score <= radius,
         radius=radius,
         min_ssim=float(min_ssim),
         method=method,
         progress=tuple((q, -score) for q, score in search.progress),
+        margin=margin,
+        encode=None if chain is None else chain.spec,
+        quality=search.best_quality,
+        fell_back=fell_back,
     )
 
 

@@ -22,6 +22,13 @@ attack for any hash and white-box attacks for DCT-based hashes:
     median stays put), solves for the minimum-norm change of the hash's
     thumbnail that pushes exactly those coefficients across the median, and
     upsamples it to pixel space. Each step is checked with the real hasher.
+    The model reproduces the library's bits exactly only when no feature
+    ties with the median: on structured images (mirror symmetry, stripes,
+    checkerboards) many coefficients are equal to the median in exact
+    arithmetic and floating-point noise decides their bits differently in
+    the model and in the library. The first query therefore compares the
+    model's hash with the library's, and on any difference the attack runs
+    the black-box search instead (``EvasionResult.fell_back``).
 
 Common rules (both methods):
 
@@ -34,7 +41,18 @@ Common rules (both methods):
   they meet it;
 * all randomness comes from the ``rng`` passed in, so a seed fixes the result;
 * the returned image is always acceptable (the original itself if nothing
-  better was found), so ``success`` means the distance goal was met.
+  better was found), so ``success`` means the distance goal was met;
+* ``encode`` (a transform chain spec such as ``"jpeg:quality=90"``) puts
+  the messenger's attachment encoding inside the objective: every candidate
+  is encoded, decoded and then hashed (still one query), and success is
+  judged on that hash, the one a scanner computes from the attachment;
+* ``margin`` makes the search aim ``margin`` bits beyond the goal (evasion:
+  distance ``min_distance + margin``; collision: ``radius - margin``), so
+  that the result keeps its success under changes the objective does not
+  model; success is still judged at the goal itself;
+* for PDQ, whose documentation says to discard hashes of quality below 50,
+  a candidate counts only if its quality is at least
+  :data:`PDQ_MIN_QUALITY`; the quality is reported beside every result.
 
 The search machinery (:class:`HashSearch`) is shared with
 :mod:`e2escan.attacks.collision`, which uses it with a different objective.
@@ -51,19 +69,26 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, ImageError
-from ..hashing import DctHasher, Hasher, PdqHasher, PerceptualHash
+from ..hashing import AverageHasher, DctHasher, DifferenceHasher, Hasher, PdqHasher, PerceptualHash, WaveletHasher
+from ..images.transforms import TransformChain, parse_chain
 from .quality import SSIM_WINDOW, SsimReference, as_pixel_array, psnr
 
 __all__ = [
+    "GENERIC_GRID",
     "METHODS",
+    "PDQ_MIN_QUALITY",
     "BlackBoxParams",
     "DctModel",
     "EvasionResult",
     "HashSearch",
     "check_attack_arguments",
+    "check_margin",
     "dct_model",
     "default_grid",
     "evade",
+    "model_agrees",
+    "parse_encode",
+    "run_method",
     "run_nes",
     "run_whitebox",
     "whitebox_supported",
@@ -76,6 +101,11 @@ METHODS: tuple[str, ...] = ("blackbox", "whitebox")
 _PROJECTION_STEPS = 8
 _PROJECTION_SHRINK = 0.98
 
+#: PDQ's documentation: discard hashes of quality below 50 (ThreatExchange pdq/README.md).
+PDQ_MIN_QUALITY = 50
+#: A perturbation grid chosen without knowing the hash (same for every hasher): what an attacker who
+#: only queries, and does not know the hash's internal resolution, would use.
+GENERIC_GRID = 32
 
 
 @dataclass(frozen=True)
@@ -84,7 +114,9 @@ class BlackBoxParams:
 
     ``grid``: cells along the longer side of the perturbation grid (upsampled
     to the image); ``None`` matches the hash's own resolution: ``hash_size``
-    for the imagehash hashers, 16 (its DCT block) for PDQ;
+    for the imagehash hashers, 16 (its DCT block) for PDQ. That default makes
+    the attack query-only but algorithm-aware (it knows the hash's
+    resolution); :data:`GENERIC_GRID` is the choice of an attacker who does not;
     ``samples``: hash queries per gradient estimate (``samples // 2``
     antithetic pairs); ``sigma``: exploration scale and ``step``: signed step,
     both in grey levels on the grid.
@@ -117,6 +149,15 @@ class EvasionResult:
     original image; ``progress`` lists ``(queries, distance)`` each time the
     best acceptable distance grew, so the attack's success at any smaller
     threshold and budget can be read off one run (:meth:`queries_to_reach`).
+
+    With ``encode``, ``final_hash`` and ``distance`` are those of the image
+    after the encoding round trip (what a scanner hashes), and ``image`` is
+    the image before it (what the attacker hands to the messenger).
+    ``quality`` is PDQ's quality score of that hash (None for other
+    hashers); ``success`` requires it to be at least :data:`PDQ_MIN_QUALITY`.
+    ``fell_back`` is True when ``method="whitebox"`` found the model's hash
+    of the original different from the library's and ran the black-box
+    search instead.
     """
 
     image: Image.Image
@@ -131,6 +172,10 @@ class EvasionResult:
     min_ssim: float
     method: str
     progress: tuple[tuple[int, int], ...]
+    margin: int = 0
+    encode: str | None = None
+    quality: int | None = None
+    fell_back: bool = False
 
     def queries_to_reach(self, distance: int) -> int | None:
         """Queries spent when the best acceptable image first had at least ``distance`` bits; None if never."""
@@ -195,32 +240,62 @@ def check_attack_arguments(
         )
 
 
+def check_margin(margin: Any, largest: int) -> int:
+    """``margin`` as an int in ``0..largest``; ConfigError naming the parameter otherwise."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or not 0 <= margin <= largest:
+        raise ConfigError(f"margin must be an int in 0..{largest} here, got {margin!r}")
+    return int(margin)
+
+
+def parse_encode(encode: Any) -> TransformChain | None:
+    """The ``encode`` option: None, or a transform chain spec such as ``"jpeg:quality=90"``."""
+    if encode is None:
+        return None
+    if not isinstance(encode, str) or not encode.strip():
+        raise ConfigError(f"encode must be a transform spec such as 'jpeg:quality=90', or None, got {encode!r}")
+    try:
+        return parse_chain(encode)
+    except ConfigError as exc:
+        raise ConfigError(f"encode: {exc}") from None
+
+
+def _hash_and_quality(hasher: Hasher, image: Image.Image) -> tuple[PerceptualHash, int | None]:
+    """The hash, and PDQ's quality score computed with it (None for hashers without one)."""
+    if isinstance(hasher, PdqHasher):
+        return hasher.hash_with_quality(image)
+    return hasher.hash(image), None
+
+
 class HashSearch:
     """Query-counted search for a perturbation of one image that maximises an objective of its hash.
 
     The state is a greyscale additive perturbation ``delta`` (float, image
     shape, same on every channel). :meth:`evaluate` renders ``original +
-    delta`` to uint8, hashes it (one query), scores it with ``objective``
-    (higher is better) and keeps it as the best image if it beats the best
-    score so far and meets the SSIM bound. It raises :class:`_Stop` once the
-    best score reaches ``goal`` or the budget is spent; callers catch it.
+    delta`` to uint8, passes it through ``encode`` if given, hashes it (one
+    query), scores it with ``objective`` (higher is better) and keeps it as
+    the best image if it beats the best score so far, meets the SSIM bound
+    (on the unencoded image, the one the attacker controls) and, for PDQ,
+    has quality at least :data:`PDQ_MIN_QUALITY` ("usable"). It raises
+    :class:`_Stop` once a usable best reaches ``goal`` or the budget is
+    spent; callers catch it. :meth:`start` hashes the original (the first
+    candidate) and must be called before :meth:`evaluate`.
     """
 
     def __init__(
         self,
         image: Any,
         hasher: Hasher,
-        objective: Callable[[PerceptualHash], int],
         *,
         goal: int,
         max_queries: int,
         min_ssim: float,
+        encode: TransformChain | None = None,
     ) -> None:
         self.pixels = _as_rgb_uint8(image)
         self.base = self.pixels.astype(np.float32)
         self.height, self.width = self.pixels.shape[:2]
         self.hasher = hasher
-        self.objective = objective
+        self.encode = encode
         self.goal = goal
         self.max_queries = max_queries
         self.min_ssim = float(min_ssim)
@@ -229,30 +304,55 @@ class HashSearch:
         self.progress: list[tuple[int, int]] = []
         self.best_delta = np.zeros((self.height, self.width), dtype=np.float32)
         self.best_pixels = self.pixels
-        self.best_hash = self.query(self.pixels)
-        self.best_score = objective(self.best_hash)
         self.best_ssim = 1.0
-        self.progress.append((self.queries, self.best_score))
+
+    def start(
+        self, objective: Callable[[PerceptualHash], int], first: tuple[PerceptualHash, int | None] | None = None
+    ) -> None:
+        """Score the original image; ``first`` is its (hash, quality) when already queried without ``encode``."""
+        self.objective = objective
+        self.initial_hash, self.best_quality = self.query(self.pixels) if first is None else first
+        self.best_hash = self.initial_hash
+        self.best_score = objective(self.best_hash)
+        self.best_usable = self.usable(self.best_quality)
+        if self.best_usable:
+            self.progress.append((self.queries, self.best_score))
 
     @property
     def done(self) -> bool:
-        return self.best_score >= self.goal or self.queries >= self.max_queries
+        return (self.best_usable and self.best_score >= self.goal) or self.queries >= self.max_queries
+
+    @staticmethod
+    def usable(quality: int | None) -> bool:
+        return quality is None or quality >= PDQ_MIN_QUALITY
 
     def render(self, delta: np.ndarray) -> np.ndarray:
         return np.clip(np.rint(self.base + delta[:, :, None]), 0, 255).astype(np.uint8)
 
-    def query(self, pixels: np.ndarray) -> PerceptualHash:
+    def scanned(self, pixels: np.ndarray) -> np.ndarray:
+        """What the hasher is given for ``pixels``: the encoding round trip of them, or them (no query)."""
+        if self.encode is None:
+            return pixels
+        decoded = self.encode.apply(Image.fromarray(pixels, mode="RGB"), np.random.default_rng(0)).image
+        return np.asarray(decoded.convert("RGB"))
+
+    def query_raw(self, pixels: np.ndarray) -> tuple[PerceptualHash, int | None]:
+        """Hash ``pixels`` as they are, without ``encode`` (one query)."""
         if self.queries >= self.max_queries:
             raise _Stop
         self.queries += 1
-        return self.hasher.hash(Image.fromarray(pixels, mode="RGB"))
+        return _hash_and_quality(self.hasher, Image.fromarray(pixels, mode="RGB"))
+
+    def query(self, pixels: np.ndarray) -> tuple[PerceptualHash, int | None]:
+        """Hash what a scanner would see of ``pixels`` (after ``encode``): one query."""
+        return self.query_raw(self.scanned(pixels))
 
     def acceptable(self, pixels: np.ndarray) -> bool:
         """SSIM with the original meets the bound (decided as exactly as :func:`~e2escan.attacks.quality.ssim`)."""
         return self._reference.meets(pixels, self.min_ssim)
 
     def evaluate(self, delta: np.ndarray) -> int:
-        """Score ``original + delta`` (one query); keep it if it is the best acceptable image so far.
+        """Score ``original + delta`` (one query); keep it if it is the best usable, acceptable image so far.
 
         SSIM is computed only for images that would beat the best score, so
         exploration samples that do not improve cost no more than their query.
@@ -260,11 +360,13 @@ class HashSearch:
         if self.done:
             raise _Stop
         pixels = self.render(delta)
-        digest = self.query(pixels)
+        digest, quality = self.query(pixels)
         score = self.objective(digest)
-        if score > self.best_score and self.acceptable(pixels):
+        better = score > self.best_score or not self.best_usable
+        if better and self.usable(quality) and self.acceptable(pixels):
             self.best_score, self.best_hash, self.best_ssim = score, digest, self._reference.ssim(pixels)
-            self.best_delta, self.best_pixels = delta.astype(np.float32), pixels
+            self.best_delta, self.best_pixels, self.best_quality = delta.astype(np.float32), pixels, quality
+            self.best_usable = True
             self.progress.append((self.queries, score))
         if self.done:
             raise _Stop
@@ -297,11 +399,12 @@ class HashSearch:
 
 
 def default_grid(hasher: Hasher) -> int:
-    """The perturbation grid matching a hash's resolution (see :class:`BlackBoxParams`)."""
+    """The perturbation grid matching a hash's resolution (see :class:`BlackBoxParams`); 16 for other hashers."""
     if isinstance(hasher, PdqHasher):
         return _PDQ_COEFFS
-    size = getattr(hasher, "hash_size", None)
-    return size if isinstance(size, int) and size >= 2 else 16
+    if isinstance(hasher, (AverageHasher, DifferenceHasher, DctHasher, WaveletHasher)) and hasher.hash_size >= 2:
+        return hasher.hash_size
+    return 16
 
 
 def _grid_shape(search: HashSearch, grid: int | None) -> tuple[int, int]:
@@ -366,7 +469,10 @@ class DctModel:
     ``features(pixels) = rows @ thumbnail(pixels) @ cols.T`` (flattened,
     row-major); model bit ``i`` is set when feature ``i`` exceeds the median
     of all features, and it is bit ``bit_index[i]`` of the real hash (in
-    :meth:`PerceptualHash.to_bits` order).
+    :meth:`PerceptualHash.to_bits` order). The prediction is bit-exact only
+    when no feature ties with the median; tied features are decided by
+    floating-point noise, differently here and in the library (see
+    :func:`model_agrees`).
     """
 
     rows: np.ndarray  # (n, thumb_size)
@@ -458,6 +564,16 @@ def _pdq_model() -> DctModel:
     return DctModel(basis, basis, _pdq_thumbnail, np.arange(bits)[::-1].copy())
 
 
+def model_agrees(model: DctModel, search: HashSearch) -> bool:
+    """The model's bits for the original equal the library's hash from the search's first query.
+
+    The model is bit-exact only when no feature ties with the median; on a
+    tie, floating-point noise decides differently in the model and in the
+    library, and pushing model features then moves the wrong bits.
+    """
+    return bool(np.array_equal(model.bits(search.scanned(search.pixels)), search.initial_hash.to_bits()))
+
+
 def whitebox_supported(hasher: Hasher) -> bool:
     """True for the hashers the white-box method models (pHash and PDQ)."""
     return isinstance(hasher, (DctHasher, PdqHasher))
@@ -487,6 +603,8 @@ def run_whitebox(search: HashSearch, model: DctModel, desired_bits: np.ndarray) 
 
     ``desired_bits`` is in real-hash (``to_bits``) order: the complement of
     the original hash for evasion, the target hash for a collision. The
+    features are read from what the hasher sees (the best image after the
+    search's ``encode`` round trip, which costs the attacker no query). The
     search's score must count bits equal to ``desired_bits`` up to a
     constant (distance from the original; minus the distance to the target),
     so ``goal - score`` is the number of bits still missing.
@@ -509,7 +627,7 @@ def run_whitebox(search: HashSearch, model: DctModel, desired_bits: np.ndarray) 
     overshoot = _WHITEBOX_OVERSHOOT
     try:
         while stalls < _WHITEBOX_MAX_STALLS:
-            features = model.features(search.best_pixels)
+            features = model.features(search.scanned(search.best_pixels))
             median = np.median(features)
             margin = (features - median) * direction  # > 0: the bit is as desired
             # A median threshold sets exactly half of the bits, so bits change in pairs (one rising, one
@@ -549,6 +667,31 @@ def _balanced_nearest(margin: np.ndarray, want: np.ndarray, k: int) -> np.ndarra
 # --- public entry point ---------------------------------------------------------------
 
 
+def run_method(
+    search: HashSearch,
+    method: str,
+    desired_bits: np.ndarray,
+    params: BlackBoxParams | None,
+    rng: np.random.Generator,
+) -> bool:
+    """Run ``method`` on a started search until it stops; True when the white-box model fell back to NES.
+
+    ``desired_bits`` (``to_bits`` order) steers the white-box attack; the
+    black-box search needs only the search's objective.
+    """
+    if search.done:
+        return False
+    fell_back = False
+    if method == "whitebox":
+        model = dct_model(search.hasher)
+        if model_agrees(model, search):
+            run_whitebox(search, model, desired_bits)
+            return False
+        fell_back = True
+    run_nes(search, BlackBoxParams() if params is None else params, rng)
+    return fell_back
+
+
 def evade(
     image: Any,
     hasher: Hasher,
@@ -559,51 +702,72 @@ def evade(
     rng: np.random.Generator,
     method: Method = "blackbox",
     params: BlackBoxParams | None = None,
+    encode: str | None = None,
+    margin: int = 0,
+    original_hash: PerceptualHash | None = None,
 ) -> EvasionResult:
     """Perturb ``image`` until its hash is at least ``min_distance`` bits from the original's.
 
     To evade a scanner that matches at Hamming distance ``<= T``, pass
-    ``min_distance = T + 1``. The search stops at the first acceptable image
-    (SSIM with the original ``>= min_ssim``) that is far enough, or after
-    ``max_queries`` hash computations (the original's hash is the first).
-    ``image`` is a PIL image or a uint8 array (greyscale or RGB). ``params``
-    tunes the black-box search and is ignored by ``method="whitebox"``
-    (pHash and PDQ only; see :func:`whitebox_supported`). Deterministic for a
-    given ``rng`` state.
+    ``min_distance = T + 1``. The search stops at the first usable image
+    (SSIM with the original ``>= min_ssim``; for PDQ, quality at least
+    :data:`PDQ_MIN_QUALITY`) at least ``min_distance + margin`` bits away,
+    or after ``max_queries`` hash computations; it succeeds if it got at
+    least ``min_distance`` bits away. ``image`` is a PIL image or a uint8
+    array (greyscale or RGB).
+
+    ``original_hash`` is the hash to move away from (a database entry);
+    by default the hash of ``image`` itself, which costs the first query.
+    ``encode`` (a transform chain spec, for instance the messenger's
+    ``"jpeg:quality=90"``) is applied to every candidate before it is hashed
+    (applied with a fixed generator, so a random step is the same draw for
+    every candidate), and distance and success are those after it; without
+    ``original_hash``, the original is hashed once unencoded (the reference)
+    and once encoded (the starting point), two queries. ``params`` tunes the
+    black-box search, which ``method="whitebox"`` (pHash and PDQ only; see
+    :func:`whitebox_supported`) also uses when its model disagrees with the
+    library on the original. Deterministic for a given ``rng`` state.
     """
     check_attack_arguments(hasher, max_queries, min_ssim, rng, method, params)
     if isinstance(min_distance, bool) or not isinstance(min_distance, int) or not 1 <= min_distance <= hasher.bits:
         raise ConfigError(f"min_distance must be an int in 1..{hasher.bits} for {hasher.spec}, got {min_distance!r}")
-    model = dct_model(hasher) if method == "whitebox" else None
+    margin = check_margin(margin, hasher.bits - min_distance)
+    chain = parse_encode(encode)
+    if original_hash is not None and (not isinstance(original_hash, PerceptualHash) or original_hash.bits != hasher.bits):
+        raise ConfigError(f"original_hash must be a {hasher.bits}-bit PerceptualHash of {hasher.spec} or None, "
+                          f"got {original_hash!r}")  # fmt: skip
 
-    original_hash: list[PerceptualHash] = []
-
-    def distance_from_original(digest: PerceptualHash) -> int:
-        if not original_hash:  # the first query is the original image itself
-            original_hash.append(digest)
-        return digest.distance(original_hash[0])
-
-    search = HashSearch(
-        image, hasher, distance_from_original, goal=min_distance, max_queries=max_queries, min_ssim=min_ssim
-    )
-    if not search.done:
-        if model is None:
-            run_nes(search, BlackBoxParams() if params is None else params, rng)
-        else:
-            run_whitebox(search, model, 1 - original_hash[0].to_bits())
-    final = Image.fromarray(search.best_pixels, mode="RGB")
+    if chain is not None and original_hash is None and max_queries < 2:
+        raise ConfigError(f"max_queries must be >= 2 with encode and no original_hash (the original is hashed "
+                          f"unencoded and encoded), got {max_queries}")  # fmt: skip
+    search = HashSearch(image, hasher, goal=min_distance + margin, max_queries=max_queries, min_ssim=min_ssim,
+                        encode=chain)  # fmt: skip
+    first = None
+    if original_hash is None or chain is None:
+        first = search.query_raw(search.pixels)
+        reference = first[0] if original_hash is None else original_hash
+        if chain is not None:
+            first = None  # the starting point is the encoded original, still to be hashed
+    else:
+        reference = original_hash
+    search.start(lambda digest: digest.distance(reference), first)
+    fell_back = run_method(search, method, 1 - reference.to_bits(), params, rng)
+    usable = search.best_usable
     return EvasionResult(
-        image=final,
-        original_hash=original_hash[0],
+        image=Image.fromarray(search.best_pixels, mode="RGB"),
+        original_hash=reference,
         final_hash=search.best_hash,
         distance=search.best_score,
         queries=search.queries,
         ssim=search.best_ssim,
         psnr=psnr(search.pixels, search.best_pixels),
-        success=search.best_score >= min_distance,
+        success=usable and search.best_score >= min_distance,
         min_distance=min_distance,
         min_ssim=float(min_ssim),
         method=method,
         progress=tuple(search.progress),
+        margin=margin,
+        encode=None if chain is None else chain.spec,
+        quality=search.best_quality,
+        fell_back=fell_back,
     )
-

@@ -260,7 +260,7 @@ def run_faithful(
         for i in range(len(pop))
     ]
     review = ReviewQueue(scenario.review, streams["review"])
-    attack = _AttackContext(scenario, hasher, streams["attacks"])
+    attack = _AttackContext(scenario, hasher, streams["attacks"], database)
     crafted_messages = attack.craft(scenario, pop, planner, database, proto.match_radius(params)
                                     if hasattr(proto, "match_radius") else int(getattr(params, "radius", 0)))
     images: list[ImageRecord] = []
@@ -327,13 +327,26 @@ def run_faithful(
 
 
 class _AttackContext:
-    """Applies the scenario's content attacks to images about to be sent."""
+    """Applies the scenario's content attacks to images about to be sent.
 
-    def __init__(self, scenario: Scenario, hasher, rng: np.random.Generator) -> None:
+    Attackers optimise through the scenario's attachment encoding (JPEG at
+    quality 90, the round trip :meth:`ContentSource.encode` performs; PNG is
+    lossless, so nothing), so an attack's success is judged on the hash the
+    scanner computes. An evading offender moves away from the database entry
+    of the known image (the hash of the original), not from the hash of the
+    transformed copy it is about to send.
+    """
+
+    #: Scenario ``content.encoding`` -> the attack's ``encode`` spec (same bytes as ContentSource.encode).
+    ENCODE_SPECS = {"jpeg": "jpeg:quality=90", "png": None}
+
+    def __init__(self, scenario: Scenario, hasher, rng: np.random.Generator, database: HashArray) -> None:
         self.evasion = scenario.attacks.evasion
         self.target = scenario.attacks.poisoning.target if scenario.attacks.poisoning else None
         self.hasher = hasher
         self.rng = rng
+        self.database = database
+        self.encode = self.ENCODE_SPECS[scenario.content.encoding]
 
     def apply(self, ref: ImageRef, content: ContentSource) -> tuple[bytes, bool]:
         if ref.kind == CRAFTED:
@@ -344,7 +357,8 @@ class _AttackContext:
         from ..attacks.evasion import evade
 
         result = evade(content.render_image(ref), self.hasher, min_distance=ev.min_distance, max_queries=ev.max_queries,
-                       min_ssim=ev.min_ssim, rng=self.rng, method=ev.method)
+                       min_ssim=ev.min_ssim, rng=self.rng, method=ev.method, encode=self.encode,
+                       original_hash=self.database[ref.index])
         return content.encode(result.image), True
 
     def craft(self, scenario: Scenario, pop, planner: TrafficPlanner, database: HashArray, radius: int) -> list[PlannedMessage]:
@@ -366,7 +380,7 @@ class _AttackContext:
                 base = synthetic_image(rng, size)
                 aim = database[int(rng.integers(len(database)))]
                 result = collide(base, aim, self.hasher, radius=radius, max_queries=cfg.max_queries,
-                                 min_ssim=cfg.min_ssim, rng=rng, method=cfg.method)
+                                 min_ssim=cfg.min_ssim, rng=rng, method=cfg.method, encode=self.encode)
                 index = len(self.crafted)
                 self.crafted.append(result.image)
                 self.crafted_success.append(bool(result.success))
