@@ -32,7 +32,6 @@ from ..messenger import Device, Relay
 from ..messenger.device import SignedPrekeyPolicy
 from ..protocols.events import MatchRecorder
 from ..protocols.ideal import VoucherTruth
-from ..protocols.tpsi_ad import seeded_coin
 from .content import ContentSource
 from .hashcache import HashCache, default_cache_dir
 from .population import build_population
@@ -230,7 +229,7 @@ def run_faithful(
     server, public = proto.server_setup(database, params)
     matcher = proto.plaintext_matcher(database, params)
     openings = proto.expected_openings(database, params)
-    threshold = getattr(params, "threshold", None)
+    threshold = proto.threshold(params)
 
     if cache_dir == "default":
         cache_path = default_cache_dir() / "hashes.sqlite"
@@ -238,7 +237,7 @@ def run_faithful(
         cache_path = None if cache_dir is None else f"{cache_dir}/hashes.sqlite"
     cache = HashCache(cache_path, hasher.spec)
     costs = CostSample()
-    payload_size = int(getattr(params, "payload_size", 256))
+    payload_size = proto.payload_size(params)
 
     clock = SimulatedClock()
     relay = Relay(clock=clock)
@@ -250,8 +249,7 @@ def run_faithful(
         _Scanner(hasher, proto.client(public, params), cache, costs, 50, payload_size) for _ in range(len(pop))
     ]
     for sc in scanners:
-        if hasattr(sc.client, "coin_source"):
-            sc.client.coin_source = seeded_coin(streams["protocol"], getattr(params, "dedup", "hash") == "hash")
+        proto.seed_client(sc.client, streams["protocol"], params)  # reproducible device coins, if it has any
     spk_policy = SignedPrekeyPolicy(scenario.messenger.spk_rotation_days * 86_400.0,
                                     scenario.messenger.spk_grace_days * 86_400.0)
     devices = [
@@ -261,8 +259,7 @@ def run_faithful(
     ]
     review = ReviewQueue(scenario.review, streams["review"])
     attack = _AttackContext(scenario, hasher, streams["attacks"], database)
-    crafted_messages = attack.craft(scenario, pop, planner, database, proto.match_radius(params)
-                                    if hasattr(proto, "match_radius") else int(getattr(params, "radius", 0)))
+    crafted_messages = attack.craft(scenario, pop, planner, database, proto.match_radius(params))
     images: list[ImageRecord] = []
     truths: dict[str, list[VoucherTruth]] = {}
     known_uids: set[int] = set()
