@@ -261,9 +261,7 @@ def parse_encode(encode: Any) -> TransformChain | None:
 
 def _hash_and_quality(hasher: Hasher, image: Image.Image) -> tuple[PerceptualHash, int | None]:
     """The hash, and PDQ's quality score computed with it (None for hashers without one)."""
-    if isinstance(hasher, PdqHasher):
-        return hasher.hash_with_quality(image)
-    return hasher.hash(image), None
+    return hasher.hash_with_quality(image)
 
 
 class HashSearch:

@@ -77,6 +77,10 @@ class Hasher(ABC):
         """Hash one image."""
         return PerceptualHash(self.bits, self.hash_packed(image).tobytes())
 
+    def hash_with_quality(self, image: ImageLike) -> tuple[PerceptualHash, int | None]:
+        """The hash and the hasher's own quality score of it (PDQ's 0..100), or ``None`` if it has none."""
+        return self.hash(image), None
+
     def params(self) -> dict[str, Any]:
         """The constructor parameters, so that ``get_hasher(h.name, **h.params())`` rebuilds ``h``."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
@@ -230,7 +234,7 @@ class PdqHasher(Hasher):
     def hash_packed(self, image: ImageLike) -> np.ndarray:
         return self.hash_packed_with_quality(image)[0]
 
-    def hash_with_quality(self, image: ImageLike) -> tuple[PerceptualHash, int]:
+    def hash_with_quality(self, image: ImageLike) -> tuple[PerceptualHash, int | None]:
         """The hash and PDQ's quality score (0..100; below 50 is unreliable per PDQ's documentation)."""
         packed, quality = self.hash_packed_with_quality(image)
         return PerceptualHash(256, packed.tobytes()), quality
