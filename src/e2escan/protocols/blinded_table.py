@@ -208,3 +208,15 @@ def public_bytes(cells: int) -> int:
 
     fixed = 32 + NONCE_BYTES + 4 + 4 + 4 + 4 + 16 + group.POINT_BYTES
     return HEADER_BYTES + 9 * FIELD_HEADER_BYTES + fixed + group.POINT_BYTES * cells
+
+
+def wire_sizes(entries: int, cuckoo_load: int, stash_size: int, voucher: Schema):
+    """:class:`~e2escan.protocols.base.WireSizes` of a blinded-table protocol: ``entries`` hashes in buckets
+    of ``cuckoo_load`` plus a stash, and vouchers of the fixed-size ``voucher`` schema."""
+    import math
+
+    from .base import WireSizes
+
+    cells = math.ceil(entries / cuckoo_load) + stash_size
+    return WireSizes(entries, cells, public_bytes(cells),
+                     voucher.overhead() + sum(int(f.size) for f in voucher.fields))  # type: ignore[arg-type]

@@ -245,15 +245,10 @@ class PsiExactProtocol(Protocol):
 
     def wire_sizes(self, params: ProtocolParams, database_hashes: int, bits: int = 64,
                    payload_bytes: int | None = None) -> WireSizes:
-        import math
-
-        from .blinded_table import public_bytes
+        from .blinded_table import wire_sizes
 
         assert isinstance(params, PsiExactParams)
-        cells = math.ceil(database_hashes / params.cuckoo_load) + params.stash_size
-        schema = voucher_schema(params)
-        return WireSizes(database_hashes, cells, public_bytes(cells),
-                         schema.overhead() + sum(int(f.size) for f in schema.fields))  # type: ignore[arg-type]
+        return wire_sizes(database_hashes, params.cuckoo_load, params.stash_size, voucher_schema(params))
 
     def client(self, public: bytes, params: ProtocolParams) -> PsiExactScanner:
         self._check_params(params)

@@ -723,16 +723,11 @@ class TpsiAdProtocol(Protocol):
 
     def wire_sizes(self, params: ProtocolParams, database_hashes: int, bits: int = 64,
                    payload_bytes: int | None = None) -> WireSizes:
-        import math
-
-        from .blinded_table import public_bytes
+        from .blinded_table import wire_sizes
 
         assert isinstance(params, TpsiAdParams)
-        entries = self.table_entries(params, database_hashes, bits)
-        cells = math.ceil(entries / params.cuckoo_load) + params.stash_size
-        schema = voucher_schema(params)
-        return WireSizes(entries, cells, public_bytes(cells),
-                         schema.overhead() + sum(int(f.size) for f in schema.fields))  # type: ignore[arg-type]
+        return wire_sizes(self.table_entries(params, database_hashes, bits), params.cuckoo_load, params.stash_size,
+                          voucher_schema(params))
 
     def seed_client(self, client: Scanner, rng: Any, params: ProtocolParams) -> None:
         """Replace the device's OS coin for synthetic-voucher decisions with a seeded one (simulation only)."""
