@@ -403,3 +403,19 @@ def test_false_match_probability_keeps_the_dependence_between_database_entries()
     assert cal.false_match_probability(radius, size) == pytest.approx(brute, rel=1e-12)
     q = cal.collision_probability(radius)
     assert 1 - (1 - q) ** size > 1.15 * brute  # what the old formula gave
+
+
+def test_a_variant_without_a_statistical_model_is_refused(ahash_calibration):
+    """A new protocol that declares no statistical model is refused, never modelled as another one."""
+    import sim_fakes
+
+    class Unmodelled(sim_fakes.FakeProtocol):
+        name = "unmodelled"
+
+        def statistical_model(self, params):  # the base class's default: refuse
+            return super(sim_fakes.FakeProtocol, self).statistical_model(params)
+
+    s = scenario(ahash_calibration, 1, 6, 2, engine="statistical")
+    with pytest.raises(ScenarioError, match="declares no statistical model"):
+        run_statistical(s, protocol=Unmodelled())
+    assert run_statistical(s, protocol=sim_fakes.PROTOCOL)["metrics"]["threshold"] == 2  # the fake declares one
