@@ -79,6 +79,6 @@ def test_an_out_that_is_a_file_or_holds_files_is_refused_and_left_alone(tmp_path
     (folder / "summary.json").write_text("{}")
     before = _digest(folder)
     assert main(["audit", "plaintext", *FAST, "--out", str(folder)]) == 1
-    assert "not empty" in capsys.readouterr().err and _digest(folder) == before
+    assert "not results of `e2escan audit`" in capsys.readouterr().err and _digest(folder) == before
     assert main(["audit", "plaintext", *FAST, "--out", str(folder), "--force"]) == 0
     assert not (folder / "summary.json").exists() and (folder / "audit.csv").exists()

@@ -129,9 +129,7 @@ def claim_output_dir(
         raise ConfigError("--force and --resume: choose one (--force clears the folder, --resume continues it)")
     if force and _dangerous(path):
         raise ConfigError(f"--out {path}: --force would clear the working directory, a parent of it or the home folder")
-    if not path.is_dir() or not any(path.iterdir()) or force:
-        if resume and not force:
-            pass  # nothing to resume: a fresh run
+    if not path.is_dir() or not any(path.iterdir()) or force:  # new, empty, or to be cleared
         return OutputDir(path, command, ident, clear=force)
     claim = read_claim(path)
     if claim is None and legacy is not None:

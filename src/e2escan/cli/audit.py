@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -63,23 +61,6 @@ def _parse_set(items: list[str]) -> dict[str, object]:
     return out
 
 
-def check_out(out: str, force: bool) -> Path:
-    """Refuse an --out that is a file, lies under a file, is not writable, or holds files (without --force)."""
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--out {out}: is a file, not a folder")
-    if path.is_dir() and any(path.iterdir()) and not force:
-        raise ConfigError(f"--out {out}: the folder is not empty; choose a new folder or pass --force to clear it")
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"--out {out}: {probe} is a file, so the folder cannot be created")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: {probe} is not writable")
-    return path
-
-
 def run(args: argparse.Namespace) -> int:
     from ..audit import (
         audit_protocol,
@@ -104,7 +85,14 @@ def run(args: argparse.Namespace) -> int:
 
         for p in probabilities:
             _params_for(proto, p, overrides)
-    out = check_out(args.out, args.force) if args.out else None
+    out = None
+    if args.out:  # checked (and claimed) after every parameter, before any protocol runs
+        from ..outputs import claim_output_dir
+
+        out = claim_output_dir(args.out, command="audit", force=args.force, identity={
+            "protocols": names, "probabilities": probabilities, "vouchers": args.vouchers, "seed": args.seed,
+            "alpha": args.alpha, "min_share": args.min_share, "permutations": args.permutations,
+            "set": sorted(args.set)})
 
     rows, reports = [], []
     for proto in protocols:
@@ -126,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
           f"probability 0.9 when it shifts one feature in at least {share:.1%} of the accounts (alpha = {args.alpha}, "
           "max-T over the battery); use more --vouchers to find rarer ones.")
     if out is not None:
-        _write(out, args, rows, reports, started)
+        _write(out.prepare(), args, rows, reports, started)
         print(f"wrote audit.csv, audit.png, audit.svg and manifest.json to {out}")
     leaks = [(rep.protocol, rep.synthetic_probability, r) for rep in reports for r in rep.leaks]
     for protocol, p, r in leaks:
@@ -141,10 +129,6 @@ def _write(out: Path, args: argparse.Namespace, rows, reports, started: float) -
     from ..report.audit import audit_figure
     from ..results import write_csv, write_manifest
 
-    if out.is_dir() and args.force:
-        for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-    out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "audit.csv", rows)
     audit_figure(rows, out)
     write_manifest(

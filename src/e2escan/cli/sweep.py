@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from ..outputs import claim_output_dir
     from ..sim.config import to_dict
 
-    identity = {"base": to_dict(sweep.base), "points": sorted(p.point_id for p in sweep.points)}
     import hashlib
 
+    identity = {"base": to_dict(sweep.base), "points": sorted(p.point_id for p in sweep.points)}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
     out = Path(args.out) if args.out else Path("results") / "sweeps" / f"{sweep.name}-{digest}"
     merged = f", {sweep.duplicates_merged} repeated random draws merged" if sweep.duplicates_merged else ""
