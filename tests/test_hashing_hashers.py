@@ -1,4 +1,5 @@
-"""Hashers equal their reference libraries bit for bit, in both packing directions."""
+"""Hashers equal their reference libraries bit for bit, in both packing directions; the block-mean hash equals
+a block-by-block oracle. Property tests: determinism, bit length, robustness to a mild resize."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import imagehash
 import numpy as np
 import pdqhash
 import pytest
-from PIL import Image, ImageDraw
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from PIL import Image, ImageDraw, ImageOps
 
 from e2escan.errors import ConfigError, HashError
 from e2escan.hashing import (
     HASHERS,
+    BlockMeanHasher,
+    ColorHasher,
     HashArray,
     PdqHasher,
     PerceptualHash,
@@ -110,7 +116,7 @@ def test_hashers_accept_arrays_and_wrapped_images():
 
 
 def test_registry_and_parameter_errors():
-    assert set(HASHERS) >= {"ahash", "dhash", "phash", "whash", "pdq"}
+    assert set(HASHERS) >= {"ahash", "dhash", "phash", "whash", "pdq", "colorhash", "blockmean"}
     with pytest.raises(ConfigError, match="unknown hasher 'md5'.*ahash"):
         get_hasher("md5")
     with pytest.raises(ConfigError, match="no parameter 'size'.*hash_size"):
@@ -195,3 +201,100 @@ def test_worker_setup_imports_nothing_heavy():
     code = "import sys, e2escan._worker_setup as w; print(sorted({'numpy', 'PIL', 'scipy'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# -- colorhash and the block-mean hash -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("binbits", [4, 8])
+def test_colorhash_equals_library(binbits):
+    hasher = get_hasher("colorhash", binbits=binbits)
+    assert hasher.bits == 14 * binbits
+    for image in IMAGES:
+        ours = hasher.hash(image)
+        ref = imagehash.colorhash(image.convert("RGB"), binbits=binbits)
+        assert ours.bits == ref.hash.size
+        np.testing.assert_array_equal(ours.to_bits().astype(bool), ref.hash.flatten())
+        assert ours.hex == str(ref)
+        assert ours.distance(hasher.hash(IMAGES[2])) == ref - imagehash.colorhash(IMAGES[2], binbits=binbits)
+
+
+def _blockmean_oracle(grey: np.ndarray, hash_size: int) -> np.ndarray:
+    """Yang et al.'s first method on an image already at the normalised size: loops over blocks, median threshold."""
+    b = grey.shape[0] // hash_size
+    means = [grey[r * b : (r + 1) * b, c * b : (c + 1) * b].mean() for r in range(hash_size) for c in range(hash_size)]
+    return (np.array(means) > np.median(means)).astype(np.uint8)
+
+
+def test_blockmean_equals_block_loop_oracle_and_known_patterns():
+    rng = np.random.default_rng(3)
+    for hash_size in (8, 16):
+        side = 16 * hash_size  # already the normalised size, so the box resize is the identity
+        grey = rng.integers(0, 256, (side, side), dtype=np.uint8)
+        got = get_hasher("blockmean", hash_size=hash_size).hash(Image.fromarray(grey, mode="L"))
+        np.testing.assert_array_equal(got.to_bits(), _blockmean_oracle(grey.astype(np.float64), hash_size))
+    # Dark left half, bright right half: each row of 16 blocks reads 8 zeros then 8 ones (0x00ff), at any size.
+    halves = np.zeros((90, 200), dtype=np.uint8)
+    halves[:, 100:] = 200
+    assert BlockMeanHasher().hash(halves).hex == "00ff" * 16
+    assert BlockMeanHasher().hash(np.full((30, 40), 77, dtype=np.uint8)).hex == "00" * 32  # all at the median
+
+
+def test_new_hashers_parameter_errors():
+    with pytest.raises(ConfigError, match="binbits must be a multiple of 4"):
+        get_hasher("colorhash", binbits=3)
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        get_hasher("blockmean", hash_size=6)
+    assert ColorHasher().spec == "colorhash" and get_hasher("colorhash", binbits=8).spec == "colorhash:binbits=8"
+    assert parse_hasher_specs("blockmean:hash_size=8")[0].bits == 64
+
+
+# Smooth test images: a small grid of distinct grey levels (or colours), upscaled bilinearly. Distinct levels
+# keep flat regions from tying at the median, where any change to the pixels would flip many block bits.
+GREY_GRIDS = hnp.arrays(np.uint8, st.tuples(st.integers(2, 5), st.integers(2, 5)),
+                        elements=st.integers(0, 31).map(lambda v: 8 * v), unique=True)  # fmt: skip
+COLOUR_GRIDS = hnp.arrays(np.uint8, st.tuples(st.integers(2, 5), st.integers(2, 5), st.just(3)))
+SIZES = st.tuples(st.integers(64, 256), st.integers(64, 256))
+MILD_SCALES = st.floats(0.8, 1.25)
+
+
+def _smooth(grid: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    return Image.fromarray(grid).resize(size, Image.Resampling.BILINEAR)
+
+
+def _resized(image: Image.Image, scale: float) -> Image.Image:
+    return image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(grid=GREY_GRIDS, size=SIZES, scale=MILD_SCALES)
+def test_blockmean_properties(grid, size, scale):
+    hasher = BlockMeanHasher()
+    image = _smooth(grid, size)
+    first = hasher.hash(image)
+    assert first == hasher.hash(image) == hasher.hash(np.asarray(image))  # deterministic, PIL or array
+    assert first.bits == 256 and len(first.hex) == 64
+    # A mild resize moves few block means across the median: at most 10% of the bits (unrelated pairs: ~50%).
+    assert first.distance(hasher.hash(_resized(image, scale))) <= 0.10 * 256
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(grid=COLOUR_GRIDS, size=SIZES, scale=MILD_SCALES)
+def test_colorhash_properties(grid, size, scale):
+    hasher = ColorHasher()
+    image = _smooth(grid, size)
+    first = hasher.hash(image)
+    assert first == hasher.hash(image) == hasher.hash(np.asarray(image))
+    assert first.bits == 56 and len(first.hex) == 14
+    # Bin fractions barely move under a mild resize: at most 8 of 56 bits (unrelated pairs: ~12 on average).
+    assert first.distance(hasher.hash(_resized(image, scale))) <= 8
+
+
+def test_robustness_bounds_can_fail():
+    """The bounds above separate: an inverted image lies beyond both (so the property tests can fail)."""
+    image = _smooth(np.array([[0, 80, 160], [240, 40, 120]], dtype=np.uint8), (120, 90)).convert("RGB")
+    inverted = ImageOps.invert(image)
+    assert BlockMeanHasher().hash(image).distance(BlockMeanHasher().hash(inverted)) > 0.10 * 256
+    colourful = _smooth(np.array([[[250, 10, 10], [10, 250, 10]], [[10, 10, 250], [250, 250, 10]]], dtype=np.uint8),
+                        (120, 90))  # fmt: skip
+    assert ColorHasher().hash(colourful).distance(ColorHasher().hash(image)) > 8

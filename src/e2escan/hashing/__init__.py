@@ -14,6 +14,8 @@ from .batch import hash_many
 from .hashers import (
     HASHERS,
     AverageHasher,
+    BlockMeanHasher,
+    ColorHasher,
     DctHasher,
     DifferenceHasher,
     Hasher,
@@ -30,6 +32,8 @@ __all__ = [
     "HASHERS",
     "TAIL_MODELS",
     "AverageHasher",
+    "BlockMeanHasher",
+    "ColorHasher",
     "DctHasher",
     "DifferenceHasher",
     "HammingIndex",

@@ -7,6 +7,11 @@ bit; only the packing differs:
   2-D bool array. It is flattened row-major (``ndarray.flatten()``, as
   imagehash's own ``str()`` does) and packed with ``np.packbits``, so our hex
   equals ``str(imagehash_result)`` for every size that is a multiple of 4.
+* imagehash ``colorhash`` (``colorhash``): ``ImageHash.hash`` is a ``(14, binbits)``
+  bool array, flattened and packed the same way; its hex equals
+  ``str(imagehash_result)`` when ``14 * binbits`` is a multiple of 8.
+* ``blockmean`` is computed here (imagehash ships no block-mean hash): Yang,
+  Gu and Niu's block-mean-value hash, bit ``i`` for block ``i`` in row-major order.
 * pdqhash (``pdq``): ``pdqhash.compute`` returns a 256-element 0/1 vector whose
   element ``j`` is bit ``255 - j`` of PDQ's ``Hash256`` (``w[k >> 4] >> (k & 15)``).
   Packing that vector with ``np.packbits`` yields exactly ThreatExchange's
@@ -79,7 +84,12 @@ class Hasher(ABC):
 
     def hash_with_quality(self, image: ImageLike) -> tuple[PerceptualHash, int | None]:
         """The hash and the hasher's own quality score of it (PDQ's 0..100), or ``None`` if it has none."""
-        return self.hash(image), None
+        packed, quality = self.hash_packed_with_quality(image)
+        return PerceptualHash(self.bits, packed.tobytes()), quality
+
+    def hash_packed_with_quality(self, image: ImageLike) -> tuple[np.ndarray, int | None]:
+        """:meth:`hash_packed` and the quality score (``None`` for hashers without one, the default)."""
+        return self.hash_packed(image), None
 
     def params(self) -> dict[str, Any]:
         """The constructor parameters, so that ``get_hasher(h.name, **h.params())`` rebuilds ``h``."""
@@ -206,6 +216,85 @@ class WaveletHasher(Hasher):
 
 
 @dataclass(frozen=True)
+class ColorHasher(Hasher):
+    """imagehash ``colorhash``: the fractions of an image in 14 HSV bins, ``binbits`` bits each.
+
+    The bins are black, grey (low saturation), and six hue bins for each of
+    mildly and highly saturated pixels; each fraction is quantised to
+    ``binbits`` bits. The hash has ``14 * binbits`` bits and no position
+    information, so mirroring, rotation by 90 degrees and cropping a uniform
+    border leave it unchanged, and unrelated images of similar colour share it.
+    Default ``binbits=4`` (56 bits), not imagehash's 3: 42 bits do not fill
+    whole bytes, so ``binbits`` must be a multiple of 4. The image is converted
+    to RGB first (imagehash's HSV conversion needs it).
+    """
+
+    name: ClassVar[str] = "colorhash"
+    binbits: int = 4
+
+    def __post_init__(self) -> None:
+        if isinstance(self.binbits, bool) or not isinstance(self.binbits, int) or self.binbits < 4 or self.binbits % 4:
+            raise ConfigError(
+                f"colorhash: binbits must be a multiple of 4 and >= 4 (14 * binbits bits must fill whole bytes), "
+                f"got {self.binbits!r}"
+            )
+
+    @property
+    def bits(self) -> int:
+        return 14 * self.binbits
+
+    def hash_packed(self, image: ImageLike) -> np.ndarray:
+        pil = as_pil(image)
+        if pil.mode != "RGB":
+            pil = pil.convert("RGB")
+        return _pack_imagehash(imagehash.colorhash(pil, binbits=self.binbits), self.bits, self.name)
+
+
+@dataclass(frozen=True)
+class BlockMeanHasher(Hasher):
+    """Block-mean-value hash: ``hash_size`` x ``hash_size`` block means of the luma, thresholded at their median.
+
+    The algorithm of B. Yang, F. Gu and X. Niu, "Block Mean Value Based Image
+    Perceptual Hashing", Proc. International Conference on Intelligent Information
+    Hiding and Multimedia Signal Processing (IIH-MSP 2006), IEEE (their first
+    method, non-overlapping blocks; the pHash library ships it as
+    ``ph_bmb_imagehash``): normalise the image to a fixed size, split it into
+    ``hash_size ** 2`` equal blocks, and set bit ``i`` when the mean of block
+    ``i`` (row-major) is above the median of all block means. Here the image is
+    converted to 8-bit luma (PIL ``"L"``, ITU-R 601) and normalised to
+    ``16 * hash_size`` pixels square with an area-averaging (box) filter, so
+    each block is 16 x 16 pixels, as in the paper's 256 x 256 image with 16 x 16
+    blocks for the default ``hash_size=16`` (256 bits). A block exactly at
+    the median gives 0. Bits are not interchangeable with pHash's (another
+    resampler and bit order). This is not the blockhash.io algorithm either
+    (which thresholds each horizontal band at its own median).
+    """
+
+    name: ClassVar[str] = "blockmean"
+    hash_size: int = 16
+    block_pixels: ClassVar[int] = 16
+
+    def __post_init__(self) -> None:
+        _check_hash_size("blockmean", self.hash_size)
+
+    @property
+    def bits(self) -> int:
+        return self.hash_size * self.hash_size
+
+    def block_means(self, image: ImageLike) -> np.ndarray:
+        """The ``(hash_size, hash_size)`` block means of the normalised luma, in grey levels 0..255."""
+        side = self.hash_size * self.block_pixels
+        grey = as_pil(image).convert("L").resize((side, side), Image.Resampling.BOX)
+        pixels = np.asarray(grey, dtype=np.float64)
+        n, b = self.hash_size, self.block_pixels
+        return pixels.reshape(n, b, n, b).mean(axis=(1, 3))
+
+    def hash_packed(self, image: ImageLike) -> np.ndarray:
+        means = self.block_means(image)
+        return np.packbits((means > np.median(means)).ravel())
+
+
+@dataclass(frozen=True)
 class PdqHasher(Hasher):
     """Meta's PDQ via the ``pdqhash`` package: 256 bits plus a quality score in 0..100.
 
@@ -227,21 +316,17 @@ class PdqHasher(Hasher):
             pil = pil.convert("RGB")
         return np.asarray(pil)
 
-    def hash_packed_with_quality(self, image: ImageLike) -> tuple[np.ndarray, int]:
+    def hash_packed_with_quality(self, image: ImageLike) -> tuple[np.ndarray, int | None]:
         vector, quality = pdqhash.compute(self._rgb_array(image))
         return np.packbits(vector.astype(np.uint8)), int(quality)
 
     def hash_packed(self, image: ImageLike) -> np.ndarray:
         return self.hash_packed_with_quality(image)[0]
 
-    def hash_with_quality(self, image: ImageLike) -> tuple[PerceptualHash, int | None]:
-        """The hash and PDQ's quality score (0..100; below 50 is unreliable per PDQ's documentation)."""
-        packed, quality = self.hash_packed_with_quality(image)
-        return PerceptualHash(256, packed.tobytes()), quality
-
 
 HASHERS: Mapping[str, type[Hasher]] = {
-    cls.name: cls for cls in (AverageHasher, DifferenceHasher, DctHasher, WaveletHasher, PdqHasher)
+    cls.name: cls
+    for cls in (AverageHasher, DifferenceHasher, DctHasher, WaveletHasher, PdqHasher, ColorHasher, BlockMeanHasher)
 }
 
 
