@@ -123,3 +123,31 @@ def test_hash_eval_explains_none_and_warns_on_thin_thresholds(tmp_path, capsys):
     assert len(notes) == 2
     for line in notes:
         assert "'none' = even an exact match" in line or ("rests on" in line and "fewer than 100" in line)
+
+
+def test_quality_filter_equals_direct_computation():
+    """min_quality drops every PDQ pair with a hash below it, counts the drops, and leaves other hashers alone."""
+    corpus = synthetic_corpus(10, seed=4, size=(64, 64))
+    hashers = parse_hasher_specs("pdq,dhash")
+    chains = parse_transform_set("blur:radius=1.5;flip")
+    pdq = hashers[0]
+    originals = [pdq.hash_with_quality(corpus.load(i)) for i in range(10)]
+    floor = 80  # qualities here: 100 for most images, 31 to 78 for a few smooth ones
+    result = evaluate_hashers(corpus, hashers, chains, seed=2, min_quality=floor)
+    ev_pdq, ev_dhash = result.per_hasher
+    assert 0 < ev_pdq.discarded["original"] == sum(q < floor for _, q in originals) < 9
+    for t, chain in enumerate(chains):
+        copies = [pdq.hash_with_quality(chain.apply(corpus.load(i), transform_rng(2, i, t)).image) for i in range(10)]
+        assert ev_pdq.discarded[chain.spec] == sum(q < floor for _, q in copies)
+        direct = [h.distance(c) for (h, q), (c, qc) in zip(originals, copies) if q >= floor and qc >= floor]
+        np.testing.assert_array_equal(ev_pdq.matched[chain.spec], direct)
+    kept = [h for h, q in originals if q >= floor]
+    unrelated = [a.distance(b) for k, a in enumerate(kept) for b in kept[k + 1 :]]
+    np.testing.assert_array_equal(ev_pdq.unrelated_counts, np.bincount(unrelated, minlength=257))
+    assert ev_dhash.discarded == {} and ev_dhash.n_unrelated == 45  # no quality score: never filtered
+    unfiltered = evaluate_hashers(corpus, hashers, chains, seed=2)
+    assert unfiltered.per_hasher[0].n_unrelated == 45 and unfiltered.per_hasher[0].discarded == {}
+    with pytest.raises(ConfigError, match="no unrelated pair left"):
+        evaluate_hashers(corpus, [pdq], chains, seed=2, min_quality=101)
+    with pytest.raises(ConfigError, match="min_quality must be an int"):
+        evaluate_hashers(corpus, [pdq], chains, min_quality=49.5)

@@ -53,6 +53,9 @@ class HasherEvaluation:
     unrelated_counts: np.ndarray  # histogram over 0..bits
     fit: TailFit  # the default (conservative, exponential) tail model
     fit_normal: TailFit  # the normal tail model: a central estimate, permissive for heavy tails
+    min_quality: int | None = None  # hashes with a quality score below this were discarded (None: no filter)
+    # image set ("original" or a transform spec) -> hashes discarded for low quality (empty: no filter applied)
+    discarded: dict[str, int] = field(default_factory=dict)
 
     @property
     def bits(self) -> int:
@@ -242,6 +245,8 @@ class HashEvalResult:
                 "tail_fit_normal": ev.fit_normal.describe(),
                 "transformed": per_transform,
                 "thresholds": thresholds,
+                **({"quality_filter": {"min_quality": ev.min_quality, "discarded": dict(ev.discarded)}}
+                   if ev.discarded else {}),
             })  # fmt: skip
         return {
             "corpus": self.corpus,
@@ -275,10 +280,14 @@ def transform_rng(seed: int, image_index: int, transform_index: int) -> np.rando
     return np.random.default_rng([seed, 1, image_index, transform_index])
 
 
+_NO_QUALITY = -1  # quality recorded for hashers that have no quality score
+
+
 def _hash_images(
     corpus: Corpus, hashers: Sequence[Hasher], chains: Sequence[TransformChain], seed: int, indices: Sequence[int]
-) -> list[tuple[int, list[np.ndarray] | None, str | None]]:
-    """Worker: for each image index, packed hashes ``(1 + len(chains), bits // 8)`` per hasher, or the load error."""
+) -> list[tuple[int, list[tuple[np.ndarray, np.ndarray]] | None, str | None]]:
+    """Worker: for each image index and hasher, the packed hashes ``(1 + len(chains), bits // 8)`` and their
+    quality scores ``(1 + len(chains),)`` (``-1`` where the hasher has none), or the load error."""
     out = []
     for i in indices:
         try:
@@ -287,7 +296,11 @@ def _hash_images(
             out.append((i, None, str(exc)))
             continue
         images = [original] + [c.apply(original, transform_rng(seed, i, t)).image for t, c in enumerate(chains)]
-        hashes = [np.stack([h.hash_packed(im) for im in images]) for h in hashers]
+        hashes = []
+        for h in hashers:
+            pairs = [h.hash_packed_with_quality(im) for im in images]
+            quality = np.array([_NO_QUALITY if q is None else q for _, q in pairs], dtype=np.int64)
+            hashes.append((np.stack([packed for packed, _ in pairs]), quality))
         out.append((i, hashes, None))
     return out
 
@@ -324,10 +337,18 @@ def evaluate_hashers(
     target_fprs: Sequence[float] = DEFAULT_TARGET_FPRS,
     progress: bool | None = False,
     chunksize: int = 8,
+    min_quality: int | None = None,
 ) -> HashEvalResult:
     """Hash every image and its transformed copies and measure the distance distributions.
 
     Unreadable corpus files are skipped and listed in ``result.skipped``.
+    ``min_quality``: for hashers with a quality score (PDQ's 0..100), hashes
+    scoring below it are discarded before any distance is computed: an
+    (original, copy) pair counts only if both hashes pass, an unrelated pair
+    only if both originals pass. PDQ's documentation discards quality <= 49,
+    i.e. ``min_quality=50``. The counts discarded are in each
+    :class:`HasherEvaluation`'s ``discarded``. Hashers without a score are
+    never filtered; ``None`` (the default) filters nothing.
     ``progress``: ``True`` shows a tqdm bar on stderr, ``None`` only when
     stderr is a terminal, ``False`` never.
     Raises :class:`ConfigError` when fewer than two images remain.
@@ -336,6 +357,8 @@ def evaluate_hashers(
         raise ConfigError("hash evaluation needs at least one hasher")
     if max_unrelated_pairs < 1:
         raise ConfigError(f"max_unrelated_pairs must be >= 1, got {max_unrelated_pairs}")
+    if min_quality is not None and (isinstance(min_quality, bool) or not isinstance(min_quality, int)):
+        raise ConfigError(f"min_quality must be an int or None, got {min_quality!r}")
     for what, labels in (("hasher", [h.spec for h in hashers]), ("transform", [c.spec for c in chains])):
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         if dupes:
@@ -346,7 +369,7 @@ def evaluate_hashers(
         chunksize = max(1, min(chunksize, n // (2 * n_workers)))
     tasks = ((corpus, list(hashers), list(chains), seed, list(range(lo, min(n, lo + chunksize))))
              for lo in range(0, n, chunksize))  # fmt: skip
-    per_hasher: list[list[np.ndarray]] = [[] for _ in hashers]
+    per_hasher: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in hashers]
     skipped: list[SkippedFile] = []
     bar = _progress_bar(n, progress)
     try:
@@ -371,15 +394,31 @@ def evaluate_hashers(
     first, second, sampled = unrelated_pairs(kept, max_unrelated_pairs, rng)
     evaluations = []
     for hasher, stacks in zip(hashers, per_hasher):
-        all_hashes = np.stack(stacks)  # (images, 1 + transforms, bytes)
+        all_hashes = np.stack([packed for packed, _ in stacks])  # (images, 1 + transforms, bytes)
+        quality = np.stack([q for _, q in stacks])  # (images, 1 + transforms)
+        scored = quality != _NO_QUALITY
+        usable = ~scored | (quality >= min_quality) if min_quality is not None else np.ones_like(scored)
+        discarded = {}
+        if min_quality is not None and scored.any():
+            labels = ["original"] + [c.spec for c in chains]
+            discarded = {label: int((~usable[:, k]).sum()) for k, label in enumerate(labels)}
         originals = np.ascontiguousarray(all_hashes[:, 0])
         matched = {}
         for t, chain in enumerate(chains):
             copies = np.ascontiguousarray(all_hashes[:, t + 1])
-            matched[chain.spec] = popcount_rows(np.bitwise_xor(originals, copies))
-        unrelated = np.bincount(_pair_distances(originals, first, second), minlength=hasher.bits + 1)
+            keep = usable[:, 0] & usable[:, t + 1]
+            matched[chain.spec] = popcount_rows(np.bitwise_xor(originals[keep], copies[keep]))
+        pair_kept = usable[first, 0] & usable[second, 0]
+        if not pair_kept.any():
+            raise ConfigError(
+                f"{hasher.spec}: no unrelated pair left after discarding hashes of quality below {min_quality} "
+                f"({discarded.get('original', 0)} of {kept} originals discarded); lower min_quality or use other images"
+            )
+        distances = _pair_distances(originals, first[pair_kept], second[pair_kept])
+        unrelated = np.bincount(distances, minlength=hasher.bits + 1)
         fits = (fit_lower_tail(unrelated, model="exponential"), fit_lower_tail(unrelated, model="normal"))
-        evaluations.append(HasherEvaluation(hasher, matched, unrelated, *fits))
+        evaluations.append(HasherEvaluation(hasher, matched, unrelated, *fits, min_quality=min_quality,
+                                            discarded=discarded))  # fmt: skip
     return HashEvalResult(
         corpus=corpus.spec, n_images=kept, skipped=skipped, transforms=list(chains), seed=seed,
         per_hasher=evaluations, target_fprs=tuple(target_fprs), pairs_sampled=sampled,
