@@ -23,10 +23,12 @@ def _setup(database: HashArray, **params):
     return server, proto.client(public, p)
 
 
-def _run_to_threshold(database, t: int, p_synthetic: float, capacity: int, n_nonmatching: int, seed: int):
+def _run_to_threshold(
+    database, t: int, p_synthetic: float, capacity: int, n_nonmatching: int, seed: int, dhf_field: str = "p64"
+):
     """Interleave non-matching and matching images; check the reveal after every voucher."""
     server, client = _setup(
-        database, threshold=t, synthetic_probability=p_synthetic, synthetic_capacity=capacity
+        database, threshold=t, synthetic_probability=p_synthetic, synthetic_capacity=capacity, dhf_field=dhf_field
     )
     rng = np.random.default_rng(seed)
     others = HashArray.random(n_nonmatching, BITS, rng)
@@ -54,9 +56,10 @@ def _run_to_threshold(database, t: int, p_synthetic: float, capacity: int, n_non
     raise AssertionError("ran out of images before t + 2 genuine matches")
 
 
-def test_threshold_three_with_synthetic_vouchers(database: HashArray) -> None:
+@pytest.mark.parametrize("dhf_field", ["p64", "scalar"])
+def test_threshold_three_with_synthetic_vouchers(database: HashArray, dhf_field: str) -> None:
     server, _client, synthetic, _last = _run_to_threshold(
-        database, t=3, p_synthetic=0.5, capacity=60, n_nonmatching=20, seed=1
+        database, t=3, p_synthetic=0.5, capacity=60, n_nonmatching=20, seed=1, dhf_field=dhf_field
     )
     assert synthetic >= 3  # the test exercised synthetic vouchers (fails with probability ~2^-20)
     view = server.account_view("acct")
@@ -66,8 +69,11 @@ def test_threshold_three_with_synthetic_vouchers(database: HashArray) -> None:
     assert sum(1 for r in server.observed("acct") if r["opened"] and not r["is_match"]) == synthetic
 
 
-def test_threshold_thirty(database: HashArray) -> None:
-    _, _, synthetic, _ = _run_to_threshold(database, t=30, p_synthetic=0.25, capacity=24, n_nonmatching=24, seed=2)
+@pytest.mark.parametrize("dhf_field", ["p64", "scalar"])
+def test_threshold_thirty(database: HashArray, dhf_field: str) -> None:
+    _, _, synthetic, _ = _run_to_threshold(
+        database, t=30, p_synthetic=0.25, capacity=24, n_nonmatching=24, seed=2, dhf_field=dhf_field
+    )
     assert synthetic >= 1
 
 
@@ -83,8 +89,11 @@ def test_resent_copies_count_once_with_hash_dedup(database: HashArray) -> None:
     assert reveal.matches == (b"copy0", b"copy1", b"copy2", b"other")
 
 
-def test_resent_copies_count_separately_without_dedup(database: HashArray) -> None:
-    server, client = _setup(database, threshold=2, synthetic_probability=0.0, synthetic_capacity=4, dedup="none")
+@pytest.mark.parametrize("dhf_field", ["p64", "scalar"])
+def test_resent_copies_count_separately_without_dedup(database: HashArray, dhf_field: str) -> None:
+    server, client = _setup(
+        database, threshold=2, synthetic_probability=0.0, synthetic_capacity=4, dedup="none", dhf_field=dhf_field
+    )
     server.ingest("a", client.scan(database[0], payload=b"c0"))
     assert not server.reveal("a").over_threshold
     server.ingest("a", client.scan(database[0], payload=b"c1"))

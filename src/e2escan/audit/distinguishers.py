@@ -294,8 +294,8 @@ def equality(worlds: Worlds) -> FeatureTable:
     return _table("equality", *accs)
 
 
-def _relation_counts(rows: list[tuple[int, tuple[int, ...]]]) -> dict[tuple[int, int], int]:
-    """``(column, k) -> `` subsets of ``k`` rows whose values lie on a polynomial of degree <= k - 2."""
+def _relation_counts(rows: list[tuple[int, tuple[int, ...]]], modulus: int = ELL) -> dict[tuple[int, int], int]:
+    """``(column, k) -> `` subsets of ``k`` rows whose values lie on a polynomial of degree <= k - 2 mod ``modulus``."""
     out: dict[tuple[int, int], int] = defaultdict(int)
     for k in RELATION_SIZES:
         for subset in combinations(rows, k):
@@ -307,43 +307,46 @@ def _relation_counts(rows: list[tuple[int, tuple[int, ...]]]) -> dict[tuple[int,
                 prod = 1
                 for j, xj in enumerate(xs):
                     if i != j:
-                        prod = prod * (xi - xj) % ELL
+                        prod = prod * (xi - xj) % modulus
                 d.append(prod)
             weights = []
             for i in range(k):
                 prod = 1
                 for l_, dl in enumerate(d):
                     if l_ != i:
-                        prod = prod * dl % ELL
+                        prod = prod * dl % modulus
                 weights.append(prod)
             columns = min(len(subset[0][1]), MAX_RELATION_COLUMNS)
             for c in range(columns):
                 # The k points lie on a polynomial of degree <= k - 2 iff the combination vanishes.
-                if sum(w * values[c] for w, (_, values) in zip(weights, subset)) % ELL == 0:
+                if sum(w * values[c] for w, (_, values) in zip(weights, subset)) % modulus == 0:
                     out[(c, k)] += 1
     return out
 
 
 def relations(worlds: Worlds) -> FeatureTable:
+    """Per account and field: subsets of opened rows whose values lie on a low-degree polynomial.
+
+    Rows are grouped by (modulus, columns) -- one family per field a record's
+    :class:`~e2escan.protocols.ideal.ShareRows` come in -- and deduplicated by
+    ``x`` within an account, as a server would.
+    """
     share_rows = worlds.ideal.share_rows
     accs = []
     for world in (worlds.real, worlds.ideal_world):
         acc = _Accumulator(len(worlds.accounts))
         if share_rows is not None:
             for a, account in enumerate(worlds.accounts):
-                rows: dict[int, tuple[int, ...]] = {}
+                families: dict[tuple[int, tuple[str, ...]], dict[int, tuple[int, ...]]] = {}
                 for obs in world.vouchers[account]:
-                    row = share_rows(obs.record)
-                    if row is not None and row[0] % ELL != 0:
-                        rows.setdefault(row[0] % ELL, row[1])
-                if not rows:
-                    continue
-                width = min(len(next(iter(rows.values()))), MAX_RELATION_COLUMNS)
-                counts = _relation_counts(list(rows.items()))
-                for c in range(width):
-                    column = "share" if c == 0 else f"dhf{c - 1}"
-                    for k in RELATION_SIZES:
-                        acc.add(f"{column}:k={k}", f"record.inner_layer.{column}", a, float(counts.get((c, k), 0)), mean=False)
+                    for row in share_rows(obs.record):
+                        if row.x % row.modulus != 0:
+                            families.setdefault((row.modulus, row.columns), {}).setdefault(row.x % row.modulus, row.values)
+                for (modulus, columns), rows in sorted(families.items()):
+                    counts = _relation_counts(list(rows.items()), modulus)
+                    for c, column in enumerate(columns[:MAX_RELATION_COLUMNS]):
+                        for k in RELATION_SIZES:
+                            acc.add(f"{column}:k={k}", f"record.inner_layer.{column}", a, float(counts.get((c, k), 0)), mean=False)
         accs.append(acc)
     return _table("relations", *accs)
 

@@ -143,16 +143,16 @@ def _scalar(n: int) -> bytes:
     return n.to_bytes(SCALAR_BYTES, "little")
 
 
-def _batch_inverse(values: Sequence[int]) -> list[int]:
-    """Inverses mod ``ELL`` of nonzero ``values`` with one modular inversion (Montgomery's trick)."""
+def _batch_inverse(values: Sequence[int], modulus: int = ELL) -> list[int]:
+    """Inverses mod ``modulus`` (a prime) of nonzero ``values`` with one modular inversion (Montgomery's trick)."""
     prefix = [1] * (len(values) + 1)
     for i, v in enumerate(values):
-        prefix[i + 1] = prefix[i] * v % ELL
-    inv = pow(prefix[-1], -1, ELL)
+        prefix[i + 1] = prefix[i] * v % modulus
+    inv = pow(prefix[-1], -1, modulus)
     out = [0] * len(values)
     for i in range(len(values) - 1, -1, -1):
-        out[i] = inv * prefix[i] % ELL
-        inv = inv * values[i] % ELL
+        out[i] = inv * prefix[i] % modulus
+        inv = inv * values[i] % modulus
     return out
 
 
@@ -322,19 +322,29 @@ class GenuineDetector:
     whole matrix (:func:`_detect_genuine_dense`, the tested reference).
     """
 
-    def __init__(self, degree: int, width: int) -> None:
+    def __init__(self, degree: int, width: int, modulus: int = ELL) -> None:
         if degree < 0 or width < 0:
             raise SecretSharingError(f"need degree >= 0 and width >= 0, got degree={degree}, width={width}")
+        if modulus < 2:
+            raise SecretSharingError(f"need a prime modulus, got {modulus}")
         self.degree, self.width, self.k = degree, width, degree + 2
+        #: The prime field the rows live in: ``ELL`` (scalars) or a 64-bit prime (:mod:`.smallfield`).
+        self.modulus = modulus
         self._xs: list[int] = []
         self._seen: set[int] = set()
         self._window_ys: deque[list[int]] = deque(maxlen=self.k)  # values of the last k rows
         self._basis: list[list[int]] = []  # _basis[s][a]: weight of row s + a in kernel vector s
         self._by: list[list[int]] = []  # _by[s]: kernel vector s times Y
 
+    def seen(self, x: bytes) -> bool:
+        """Whether a row with abscissa ``x`` was added (a repeated ``x`` cannot be added)."""
+        return _int(x) in self._seen
+
     def add(self, x: bytes, values: Sequence[bytes]) -> None:
-        """Append the row ``(x, values)``; ``x`` must be new."""
+        """Append the row ``(x, values)`` (little-endian field elements below the modulus); ``x`` must be new."""
         xi = _int(x)
+        if xi >= self.modulus or any(_int(v) >= self.modulus for v in values):
+            raise SecretSharingError("detect_genuine: every value must be a field element below the modulus")
         if xi in self._seen:
             raise SecretSharingError("detect_genuine: rows must have distinct x")
         if len(values) != self.width:
@@ -342,7 +352,7 @@ class GenuineDetector:
         self._xs.append(xi)
         self._seen.add(xi)
         self._window_ys.append([_int(v) for v in values])
-        n, k = len(self._xs), self.k
+        n, k, mod = len(self._xs), self.k, self.modulus
         if n < k:
             return
         xs, s = self._xs, n - k  # the new window covers rows s .. n - 1
@@ -353,30 +363,30 @@ class GenuineDetector:
                 prod = 1
                 for j, x_j in enumerate(window):
                     if i != j:
-                        prod = prod * (x_i - x_j) % ELL
+                        prod = prod * (x_i - x_j) % mod
                 products.append(prod)
-            weights = _batch_inverse(products)
+            weights = _batch_inverse(products, mod)
         else:
             prev, x_out, x_new = self._basis[-1], xs[s - 1], xs[n - 1]
             shared = xs[s : n - 1]
             # Inverses of (x_i - x_new) for the shared rows, and the product for the new row, at once.
             new_product = 1
             for x_j in shared:
-                new_product = new_product * (x_new - x_j) % ELL
-            inverses = _batch_inverse([(x_i - x_new) % ELL for x_i in shared] + [new_product])
-            weights = [prev[a + 1] * (x_i - x_out) % ELL * inverses[a] % ELL for a, x_i in enumerate(shared)]
+                new_product = new_product * (x_new - x_j) % mod
+            inverses = _batch_inverse([(x_i - x_new) % mod for x_i in shared] + [new_product], mod)
+            weights = [prev[a + 1] * (x_i - x_out) % mod * inverses[a] % mod for a, x_i in enumerate(shared)]
             weights.append(inverses[-1])
         self._basis.append(weights)
         ys = self._window_ys  # exactly the rows s .. n - 1 of the new window
-        self._by.append([sum(w * ys[a][c] for a, w in enumerate(weights)) % ELL for c in range(self.width)])
+        self._by.append([sum(w * ys[a][c] for a, w in enumerate(weights)) % mod for c in range(self.width)])
 
     def genuine(self) -> frozenset[int]:
         """Indices (in arrival order) of the rows that are genuine; see :func:`detect_genuine`."""
-        n, windows = len(self._xs), len(self._basis)
+        n, windows, mod = len(self._xs), len(self._basis), self.modulus
         if windows == 0:
             return frozenset()  # V has full row rank: no dependency at all
         by_t = [[self._by[s][c] for s in range(windows)] for c in range(self.width)]  # (B Y)^T, reduced in place
-        pivots = _row_reduce(by_t, windows)
+        pivots = _row_reduce(by_t, windows, mod)
         pivot_cols = {c for _, c in pivots}
         support: set[int] = set()
         for f in (c for c in range(windows) if c not in pivot_cols):
@@ -384,16 +394,16 @@ class GenuineDetector:
             mu = {f: 1}
             for r, c in pivots:
                 if by_t[r][f]:
-                    mu[c] = -by_t[r][f] % ELL
+                    mu[c] = -by_t[r][f] % mod
             combined = [0] * n
             for s, coefficient in mu.items():
                 for a, weight in enumerate(self._basis[s]):
                     combined[s + a] += coefficient * weight
-            support.update(i for i, v in enumerate(combined) if v % ELL)
+            support.update(i for i, v in enumerate(combined) if v % mod)
         return frozenset(support)
 
 
-def detect_genuine(rows: Sequence[tuple[bytes, Sequence[bytes]]], degree: int) -> frozenset[int]:
+def detect_genuine(rows: Sequence[tuple[bytes, Sequence[bytes]]], degree: int, modulus: int = ELL) -> frozenset[int]:
     """Indices of the rows ``(x, values)`` that are genuine detectable-hash outputs.
 
     Requires distinct ``x``. Returns the union of the supports of the left
@@ -408,13 +418,13 @@ def detect_genuine(rows: Sequence[tuple[bytes, Sequence[bytes]]], degree: int) -
     """
     if not rows:
         return frozenset()
-    detector = GenuineDetector(degree, len(rows[0][1]))
+    detector = GenuineDetector(degree, len(rows[0][1]), modulus)
     for x, values in rows:
         detector.add(x, values)
     return detector.genuine()
 
 
-def _detect_genuine_dense(rows: Sequence[tuple[bytes, Sequence[bytes]]], degree: int) -> frozenset[int]:
+def _detect_genuine_dense(rows: Sequence[tuple[bytes, Sequence[bytes]]], degree: int, modulus: int = ELL) -> frozenset[int]:
     """:func:`detect_genuine` by row-reducing the whole ``[V | Y]^T``: ``O((degree + width)^2 n)``.
 
     The reference the structured method is tested against; not used by the protocols.
@@ -430,10 +440,10 @@ def _detect_genuine_dense(rows: Sequence[tuple[bytes, Sequence[bytes]]], degree:
         xi, power = _int(x), 1
         for i in range(degree + 1):
             matrix[i][j] = power
-            power = power * xi % ELL
+            power = power * xi % modulus
         for i, v in enumerate(values):
             matrix[degree + 1 + i][j] = _int(v)
-    pivots = _row_reduce(matrix, n)
+    pivots = _row_reduce(matrix, n, modulus)
     pivot_cols = {c for _, c in pivots}
     free = [c for c in range(n) if c not in pivot_cols]
     if not free:
@@ -446,8 +456,8 @@ def _detect_genuine_dense(rows: Sequence[tuple[bytes, Sequence[bytes]]], degree:
     return frozenset(support)
 
 
-def _row_reduce(matrix: list[list[int]], ncols: int) -> list[tuple[int, int]]:
-    """Reduced row echelon form mod ``ELL`` in place; returns the (row, column) pivots."""
+def _row_reduce(matrix: list[list[int]], ncols: int, modulus: int = ELL) -> list[tuple[int, int]]:
+    """Reduced row echelon form mod the prime ``modulus`` in place; returns the (row, column) pivots."""
     pivots: list[tuple[int, int]] = []
     r = 0
     nrows = len(matrix)
@@ -458,8 +468,8 @@ def _row_reduce(matrix: list[list[int]], ncols: int) -> list[tuple[int, int]]:
         if p is None:
             continue
         matrix[r], matrix[p] = matrix[p], matrix[r]
-        inv = pow(matrix[r][c], -1, ELL)
-        pivot_row = [v * inv % ELL for v in matrix[r]]
+        inv = pow(matrix[r][c], -1, modulus)
+        pivot_row = [v * inv % modulus for v in matrix[r]]
         matrix[r] = pivot_row
         nonzero = [k for k in range(c, ncols) if pivot_row[k]]
         for i in range(nrows):
@@ -470,7 +480,7 @@ def _row_reduce(matrix: list[list[int]], ncols: int) -> list[tuple[int, int]]:
             if not factor:
                 continue
             for k in nonzero:
-                row[k] = (row[k] - factor * pivot_row[k]) % ELL
+                row[k] = (row[k] - factor * pivot_row[k]) % modulus
         pivots.append((r, c))
         r += 1
     return pivots

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..crypto import group
+from ..crypto import group, smallfield
 from ..crypto.codec import Schema
 from ..errors import ProtocolError
 from .base import LeakageProfile
@@ -82,6 +82,13 @@ class Fresh:
     def scalar(self, link: tuple | None = None) -> bytes:
         return self._once(None if link is None else ("scalar", *link), lambda: group.scalar_reduce(self._rng.bytes(64)))
 
+    def element64(self, link: tuple | None = None) -> bytes:
+        """A uniformly random element of the 64-bit field :data:`~e2escan.crypto.smallfield.P64`, encoded."""
+        return self._once(
+            None if link is None else ("element64", *link),
+            lambda: smallfield.encode(int(self._rng.integers(0, smallfield.P64, dtype=np.uint64))),
+        )
+
     def point(self, link: tuple | None = None) -> bytes:
         return self._once(None if link is None else ("point", *link), lambda: group.hash_to_group(self._rng.bytes(32), _H2G_DST))
 
@@ -98,6 +105,21 @@ class Draw:
     fresh: Fresh
 
 
+@dataclass(frozen=True, slots=True)
+class ShareRows:
+    """One record's evaluations of secret polynomials at ``x``, over the prime field ``modulus``.
+
+    ``values[i]`` is column ``columns[i]`` (the audit names its features after them). A
+    record may carry rows of several fields, e.g. a Shamir share over the scalar field and
+    detectable-hash values over the 64-bit field at their own abscissa.
+    """
+
+    modulus: int
+    x: int
+    values: tuple[int, ...]
+    columns: tuple[str, ...]
+
+
 Rule = Callable[[Draw], Any]
 AccountRule = Callable[[Sequence[Mapping[str, Any]], Sequence[VoucherTruth]], Any]
 
@@ -109,16 +131,16 @@ class IdealFunctionality:
     ``voucher(truth, fresh) -> bytes`` makes the voucher the relay would see;
     ``record`` maps each ``LEAKAGE`` voucher name to its rule; ``account``
     each ``LEAKAGE`` account name to a function of the account's ideal records
-    and truths. ``share_rows(record)`` (optional) returns ``(x, values)`` of a
-    record whose decoded scalars are evaluations of secret polynomials at
-    ``x`` (threshold variants), so the audit can look for linear relations
-    among them; ``None`` for records without one.
+    and truths. ``share_rows(record)`` (optional) returns the :class:`ShareRows`
+    of a record whose decoded values are evaluations of secret polynomials
+    (threshold variants), so the audit can look for linear relations among
+    them; ``()`` for records without any.
     """
 
     voucher: Callable[[VoucherTruth, Fresh], bytes]
     record: Mapping[str, Rule]
     account: Mapping[str, AccountRule]
-    share_rows: Callable[[Mapping[str, Any]], tuple[int, tuple[int, ...]] | None] | None = None
+    share_rows: Callable[[Mapping[str, Any]], Sequence[ShareRows]] | None = None
     schema: Schema | None = None
     #: Names of the components of tuple-valued fields, e.g. ``{"record.inner_layer": ("x", "share", "dhf", "adct")}``.
     component_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)

@@ -49,7 +49,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..crypto import group
+from ..crypto import group, smallfield
 from ..crypto.codec import Decoded, FieldSpec, Schema
 from ..crypto.shamir import (
     DetectableHash,
@@ -71,16 +71,16 @@ from ..errors import (
 )
 from ..hashing import HashArray, PerceptualHash
 from .base import (
-    WireSizes,
-    StatisticalModel,
     LeakageProfile,
     MatchServer,
     Protocol,
     ProtocolParams,
     Reveal,
     Scanner,
+    StatisticalModel,
     VoucherPointError,
     VoucherReplayError,
+    WireSizes,
     check_account,
     check_database,
     check_float,
@@ -94,6 +94,7 @@ from .blinded_table import BlindedTable, ServerTableState, build_blinded_table
 from .ideal import (
     Draw,
     IdealFunctionality,
+    ShareRows,
     fresh_fields,
     random_bytes_field,
     random_points_field,
@@ -114,6 +115,8 @@ NAME = "tpsi-ad"
 SC = group.SCALAR_BYTES
 CT_BYTES = KEY_BYTES + ONCE_OVERHEAD
 _DEDUP_MODES = ("hash", "none")
+#: Fields of the detectable hash: the paper's 64-bit prime field (§4.3) or edwards25519's scalar field.
+DHF_FIELDS = ("p64", "scalar")
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ class TpsiAdParams(ProtocolParams):
     synthetic_probability: float = 0.01
     synthetic_capacity: int = 32
     dedup: str = "hash"
+    dhf_field: str = "p64"
 
     def __post_init__(self) -> None:
         p = self.PROTOCOL
@@ -147,6 +151,8 @@ class TpsiAdParams(ProtocolParams):
             )
         if self.dedup not in _DEDUP_MODES:
             raise ConfigError(f"{p}.dedup = {self.dedup!r}; accepted: {', '.join(_DEDUP_MODES)}")
+        if self.dhf_field not in DHF_FIELDS:
+            raise ConfigError(f"{p}.dhf_field = {self.dhf_field!r}; accepted: {', '.join(DHF_FIELDS)}")
 
     # Sizes that follow from the parameters (every voucher of a parameter set has one length).
     def probes(self) -> int:
@@ -167,8 +173,22 @@ class TpsiAdParams(ProtocolParams):
         """
         return self.synthetic_capacity if self.threshold >= 2 else 0
 
+    def dhf_bytes(self) -> int:
+        """Bytes of the detectable-hash part of the inner layer.
+
+        ``p64`` (the paper's construction): ``(width + 1) * 8``, the hash's own abscissa ``x0`` and
+        ``width`` values in the 64-bit field; ``scalar``: ``width * 32``, values in the scalar field
+        evaluated at the share's ``x``. 0 when there is no detectable hash (``threshold = 1``).
+        """
+        width = self.dhf_width()
+        if width == 0:
+            return 0
+        if self.dhf_field == "p64":
+            return (width + 1) * smallfield.ELEMENT_BYTES
+        return width * SC
+
     def inner_bytes(self) -> int:
-        return 2 * SC + SC * self.dhf_width() + self.adct_bytes()
+        return 2 * SC + self.dhf_bytes() + self.adct_bytes()
 
 
 def voucher_schema(params: TpsiAdParams) -> Schema:
@@ -223,9 +243,11 @@ def ideal_functionality(params: TpsiAdParams) -> IdealFunctionality:
     * ``opened`` iff the image is a member or the voucher is synthetic;
       ``opened_pairs`` 1 for a synthetic voucher, else the pairs a real
       voucher of the image opens (0 or 1; multiprobe: the members among its probes);
-    * ``inner_layer`` of an opened voucher: ``x``, share and detectable-hash
-      values uniformly random scalars, the same for every voucher of one hash
-      under ``dedup = "hash"`` (declared linkage) and fresh per voucher
+    * ``inner_layer`` of an opened voucher: ``x`` and share uniformly random
+      scalars; the detectable-hash part uniformly random elements of its
+      field (``p64``: ``x0`` and ``width`` values in the 64-bit field;
+      ``scalar``: ``width`` scalars); all the same for every voucher of one
+      hash under ``dedup = "hash"`` (declared linkage) and fresh per voucher
       otherwise; ``adct`` fresh random bytes for every voucher;
     * account counts from those records.
     """
@@ -234,6 +256,7 @@ def ideal_functionality(params: TpsiAdParams) -> IdealFunctionality:
     sizes = {"Q": group.POINT_BYTES * pairs, "ct": CT_BYTES * pairs, "rct": params.inner_bytes() + ONCE_OVERHEAD}
     width = params.dhf_width()
     per_hash = params.dedup == "hash"
+    p64 = params.dhf_field == "p64"
 
     def link(d: Draw, what: str) -> tuple | None:
         return (d.truth.account, d.truth.hash, what) if per_hash else None
@@ -245,15 +268,11 @@ def ideal_functionality(params: TpsiAdParams) -> IdealFunctionality:
         if not opened(d):
             return None
         x, y = d.fresh.scalar(link(d, "x")), d.fresh.scalar(link(d, "y"))
-        dhf = tuple(d.fresh.scalar(link(d, f"dhf{i}")) for i in range(width))
+        if p64:
+            dhf = tuple(d.fresh.element64(link(d, f"dhf{i}")) for i in range(width + 1)) if width else ()
+        else:
+            dhf = tuple(d.fresh.scalar(link(d, f"dhf{i}")) for i in range(width))
         return (x, y, dhf, d.fresh.bytes(params.adct_bytes()))
-
-    def share_rows(record: Mapping[str, Any]) -> tuple[int, tuple[int, ...]] | None:
-        layer = record.get("inner_layer")
-        if layer is None:
-            return None
-        x, y, dhf, _ = layer
-        return int.from_bytes(x, "little"), tuple(int.from_bytes(v, "little") for v in (y, *dhf))
 
     return IdealFunctionality(
         voucher=fresh_fields(schema, {"Q": random_points_field, "ct": random_bytes_field, "rct": random_bytes_field}, sizes),
@@ -271,11 +290,31 @@ def ideal_functionality(params: TpsiAdParams) -> IdealFunctionality:
                 {r["inner_layer"][0] for r in records if r["inner_layer"] is not None}
             ),
         },
-        share_rows=share_rows,
+        share_rows=lambda record: share_rows(params, record),
         schema=schema,
         component_names={"record.inner_layer": ("x", "share", "dhf", "adct")},
     )
 
+
+def share_rows(params: TpsiAdParams, record: Mapping[str, Any]) -> tuple[ShareRows, ...]:
+    """The polynomial evaluations an opened record carries, per field (for the audit's relation search).
+
+    The Shamir share ``(x, y)`` over the scalar field; the detectable hash over the same field at
+    ``x`` (``scalar``) or over the 64-bit field at its own abscissa ``x0`` (``p64``).
+    """
+    layer = record.get("inner_layer")
+    if layer is None:
+        return ()
+    x, y, dhf, _ = layer
+    xi = int.from_bytes(x, "little")
+    values = [int.from_bytes(v, "little") for v in dhf]
+    if params.dhf_field == "scalar" or not values:
+        names = ("share", *(f"dhf{i}" for i in range(len(values))))
+        return (ShareRows(group.ELL, xi, (int.from_bytes(y, "little"), *values), names),)
+    return (
+        ShareRows(group.ELL, xi, (int.from_bytes(y, "little"),), ("share",)),
+        ShareRows(smallfield.P64, values[0], tuple(values[1:]), tuple(f"dhf{i}" for i in range(len(values) - 1))),
+    )
 
 # --- C-Init / C-Gen-Voucher ----------------------------------------------------
 
@@ -318,7 +357,12 @@ class TpsiAdScanner(Scanner):
         account_scalar = group.random_scalar()
         self._poly = SharingPolynomial.random(account_scalar, t)
         self._adkey = _account_aead_key(account_scalar)
-        self._dhf = DetectableHash.random(t - 2, s) if s else None
+        self._dhf: DetectableHash | None = None
+        self._dhf64: smallfield.DetectableHash64 | None = None
+        if s and params.dhf_field == "p64":
+            self._dhf64 = smallfield.DetectableHash64.random(t - 2, s)
+        elif s:
+            self._dhf = DetectableHash.random(t - 2, s)
         self._fkey = os.urandom(32)
         self._skey = os.urandom(32)
         self._synthetic_tags: set[bytes] = set()
@@ -375,8 +419,7 @@ class TpsiAdScanner(Scanner):
 
     def _real_voucher(self, x: bytes, padded: bytes, probes: Sequence[bytes]) -> bytes:
         t = self.table
-        dhf = self._dhf.evaluate(x) if self._dhf else ()
-        inner = x + self._poly.evaluate(x) + b"".join(dhf) + seal(self._adkey, padded, self._ctx)
+        inner = x + self._poly.evaluate(x) + self._dhf_values(x) + seal(self._adkey, padded, self._ctx)
         rkey = os.urandom(KEY_BYTES)
         rct = seal_once(rkey, inner, self._ctx)
         pairs = []
@@ -399,14 +442,54 @@ class TpsiAdScanner(Scanner):
                 pairs.append((q, seal_once(t.key_from_element(s), rkey, self._ctx)))
         return self._encode(pairs, rct)
 
+    def _dhf_values(self, x: bytes) -> bytes:
+        """The genuine detectable-hash part of the inner layer for the share abscissa ``x``.
+
+        ``p64``: the paper's ``DHF(hkey, x0)`` at its own abscissa ``x0``, a PRF of ``x``
+        (so re-sent copies repeat it, as they repeat ``x``; ``x`` is itself a PRF of the
+        image hash or OS-random); ``scalar``: the polynomials evaluated at ``x``.
+        """
+        if self._dhf64 is not None:
+            x0 = smallfield.element_from_bytes(
+                hashlib.blake2b(x, digest_size=smallfield.PRF_BYTES, key=self._fkey, person=b"e2escan-x0").digest()
+            )
+            return b"".join(smallfield.encode(v) for v in self._dhf64.evaluate(x0))
+        if self._dhf is not None:
+            return b"".join(self._dhf.evaluate(x))
+        return b""
+
+    def _synthetic_values(self, seed: bytes | None) -> bytes:
+        """A synthetic voucher's share value and detectable-hash part: uniformly random in their fields.
+
+        With ``seed`` (``dedup = "hash"``) they are a PRF of it, so copies of one image repeat them.
+        """
+        p = self.params
+        if seed is None:
+            share = group.random_scalar()
+        else:
+            share = _prf_scalar(seed, (0).to_bytes(4, "big"), b"e2escan-dvalue")
+        width = p.dhf_width()
+        if width and p.dhf_field == "p64":
+            if seed is None:
+                elements = [smallfield.random_element() for _ in range(width + 1)]
+            else:
+                elements = [
+                    smallfield.element_from_bytes(
+                        hashlib.blake2b(i.to_bytes(4, "big"), digest_size=smallfield.PRF_BYTES, key=seed,
+                                        person=b"e2escan-d64").digest()
+                    )
+                    for i in range(width + 1)
+                ]
+            return share + b"".join(smallfield.encode(v) for v in elements)
+        if seed is None:
+            values = [group.random_scalar() for _ in range(width)]
+        else:
+            values = [_prf_scalar(seed, i.to_bytes(4, "big"), b"e2escan-dvalue") for i in range(1, width + 1)]
+        return share + b"".join(values)
+
     def _synthetic_voucher(self, x: bytes, seed: bytes | None) -> bytes:
         t, p = self.table, self.params
-        n_values = 1 + p.dhf_width()
-        if seed is None:
-            values = [group.random_scalar() for _ in range(n_values)]
-        else:  # the same image always gets the same synthetic share (dedup = hash)
-            values = [_prf_scalar(seed, i.to_bytes(4, "big"), b"e2escan-dvalue") for i in range(n_values)]
-        inner = x + b"".join(values) + os.urandom(p.adct_bytes())
+        inner = x + self._synthetic_values(seed) + os.urandom(p.adct_bytes())
         rkey = os.urandom(KEY_BYTES)
         rct = seal_once(rkey, inner, self._ctx)
         gamma = group.random_scalar()
@@ -448,6 +531,7 @@ class _Account:
     classified: int = 0
     failed_at_rows: int = -1
     detector: GenuineDetector | None = None  # the opened rows, in arrival order, for the detectable hash
+    detector_shares: list[bytes] = field(default_factory=list)  # the share x of each detector row, in order
 
 
 class TpsiAdServer(MatchServer):
@@ -516,26 +600,37 @@ class TpsiAdServer(MatchServer):
         return opened, self._parse_inner(inner)
 
     def _parse_inner(self, inner: bytes) -> _Inner:
+        """Split and validate the inner layer: every scalar below ``ELL``, every 64-bit element below ``P64``."""
         p = self.params
-        n = 2 + p.dhf_width()
-        scalars = [inner[SC * i : SC * (i + 1)] for i in range(n)]
-        # Fast path: one range check per scalar; the slow path below names the first bad field.
-        if scalars[0] != group.SCALAR_ZERO and all(int.from_bytes(s, "little") < group.ELL for s in scalars):
-            return _Inner(scalars[0], scalars[1], tuple(scalars[2:]), inner[SC * n :])
+        p64 = p.dhf_field == "p64" and p.dhf_width() > 0
+        size = smallfield.ELEMENT_BYTES if p64 else SC
+        n_dhf = p.dhf_width() + 1 if p64 else p.dhf_width()
+        start = 2 * SC
+        dhf = tuple(inner[start + size * i : start + size * (i + 1)] for i in range(n_dhf))
+        x, y = inner[:SC], inner[SC : 2 * SC]
+        bound = smallfield.P64 if p64 else group.ELL
+        rest = inner[start + size * n_dhf :]
+        # Fast path: one range check per value; the slow path below names the first bad field.
+        if (
+            x != group.SCALAR_ZERO
+            and int.from_bytes(x, "little") < group.ELL
+            and int.from_bytes(y, "little") < group.ELL
+            and all(int.from_bytes(v, "little") < bound for v in dhf)
+        ):
+            return _Inner(x, y, dhf, rest)
         where = f"{p.PROTOCOL} voucher inner layer"
         try:
-            x = group.require_scalar(inner[:SC], f"{where}: share x (inner byte offset 0)", nonzero=True)
-            y = group.require_scalar(inner[SC : 2 * SC], f"{where}: share y (inner byte offset {SC})")
-            dhf = tuple(
-                group.require_scalar(
-                    inner[2 * SC + SC * i : 3 * SC + SC * i],
-                    f"{where}: detectable-hash value {i} (inner byte offset {2 * SC + SC * i})",
-                )
-                for i in range(p.dhf_width())
-            )
+            group.require_scalar(x, f"{where}: share x (inner byte offset 0)", nonzero=True)
+            group.require_scalar(y, f"{where}: share y (inner byte offset {SC})")
+            for i, v in enumerate(dhf):
+                what = f"{where}: detectable-hash value {i} (inner byte offset {start + size * i})"
+                if p64:
+                    smallfield.require_element(v, what)
+                else:
+                    group.require_scalar(v, what)
         except DecodeError as exc:
             raise VoucherError(str(exc)) from exc
-        return _Inner(x, y, dhf, inner[2 * SC + SC * p.dhf_width() :])
+        raise AssertionError("unreachable: the fast path accepts every valid inner layer")  # pragma: no cover
 
     def ingest(self, account: str, voucher: bytes) -> Mapping[str, object]:
         """S-Process for one voucher; a malformed, foreign or replayed voucher changes nothing."""
@@ -556,12 +651,27 @@ class TpsiAdServer(MatchServer):
         )
         if inner is not None and inner.x not in acc.rows:
             if self.params.dhf_width() and acc.adkey is None:  # after the key is recovered it is not needed
-                if acc.detector is None:
-                    acc.detector = GenuineDetector(self.params.threshold - 2, self.params.dhf_width())
-                acc.detector.add(inner.x, inner.dhf)  # same order as acc.rows
+                self._detect_row(acc, inner)
             acc.rows[inner.x] = (inner.y, inner.dhf)
         self._seen.update(points)
         return self._export(acc.records[-1])
+
+    def _detect_row(self, acc: _Account, inner: _Inner) -> None:
+        """Feed the detectable hash the row of a newly opened share (values already validated).
+
+        ``p64``: the row is ``(x0, values)`` at the hash's own abscissa. A repeated ``x0`` under a
+        new share ``x`` (probability about ``m^2 / 2^65`` for an honest device; otherwise a
+        malformed device) cannot join the detector, so that share is never counted as genuine.
+        """
+        p = self.params
+        p64 = p.dhf_field == "p64"
+        if acc.detector is None:
+            acc.detector = GenuineDetector(p.threshold - 2, p.dhf_width(), smallfield.P64 if p64 else group.ELL)
+        row_x, values = (inner.dhf[0], inner.dhf[1:]) if p64 else (inner.x, inner.dhf)
+        if acc.detector.seen(row_x):
+            return
+        acc.detector.add(row_x, values)
+        acc.detector_shares.append(inner.x)
 
     # -- threshold -----------------------------------------------------------------
     def _try_recover(self, acc: _Account) -> None:
@@ -573,7 +683,7 @@ class TpsiAdServer(MatchServer):
             self._recover_single(acc)
             return
         if acc.detector is not None:
-            genuine = [xs[i] for i in sorted(acc.detector.genuine())]
+            genuine = [acc.detector_shares[i] for i in sorted(acc.detector.genuine())]
         else:
             genuine = xs
         if len(genuine) < t:
@@ -601,6 +711,7 @@ class TpsiAdServer(MatchServer):
         acc.coefficients = interpolate_polynomial(shares[:t])
         acc.adkey = adkey
         acc.detector = None
+        acc.detector_shares = []
 
     def _recover_single(self, acc: _Account) -> None:
         """``t = 1``: the genuine shares' value is the account key; find one by trial decryption."""
