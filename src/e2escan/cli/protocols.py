@@ -10,21 +10,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "protocols",
         help="list the matching protocols (name, threshold, what the server learns)",
-        description="List the registered matching protocols, one line each. Specifications are in "
-        "protocols/<name>.md, presets in protocols/<name>.toml.",
+        description="List the registered matching protocols, one line each: the built-ins (specifications in "
+        "protocols/<name>.md, presets in protocols/<name>.toml) and installed plugins (entry-point group "
+        "e2escan.protocols), marked [plugin <distribution>].",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..protocols import PROTOCOLS
+    from ..protocols import PROTOCOLS, origin
 
     rows = [
         {
             "name": p.name,
             "summary": p.summary,
             "spec": p.spec,
+            "origin": origin(p.name),
             "parameters": sorted(p.Params().to_dict()),
         }
         for p in PROTOCOLS.values()
@@ -34,5 +36,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     width = max(len(r["name"]) for r in rows)
     for r in rows:
-        print(f"{r['name']:<{width}}  {r['summary']}")
+        mark = "" if r["origin"] == "built-in" else f"  [{r['origin']}]"
+        print(f"{r['name']:<{width}}  {r['summary']}{mark}")
     return 0
