@@ -358,19 +358,14 @@ def minimal_split_view(
     has a free candidate cell of its own in the common table, keeps ``alpha``,
     the nonce and the layout for the targeted table, writes ``alpha * H(y)``
     into that cell and, to blur the diff, redraws ``cover_cells`` further empty
-    cells (chosen with ``rng``). Supported for ``psi-exact``, ``tpsi-ad`` and
-    ``tpsi-ad-multiprobe`` (the variants whose table holds the database itself).
+    cells (chosen with ``rng``). Supported for the variants whose table holds the
+    database itself (``Protocol.table_server``: ``psi-exact``, ``tpsi-ad``,
+    ``tpsi-ad-multiprobe``); others raise :class:`ProtocolError` before any work.
     """
-    from ..protocols import psi_exact
     from ..protocols.base import unique_rows
     from ..protocols.blinded_table import BlindedTable, ServerTableState
-    from ..protocols.psi_exact import PsiExactServer
-    from ..protocols.tpsi_ad import TpsiAdServer
 
-    servers = {"psi-exact": PsiExactServer, "tpsi-ad": TpsiAdServer, "tpsi-ad-multiprobe": TpsiAdServer}
-    if protocol.name not in servers:
-        raise ProtocolError(f"minimal_split_view: supported protocols are {', '.join(servers)}; got {protocol.name!r}")
-    protocol._check_params(params)
+    protocol.check_params(params)
     items = unique_rows(database)
     present = set(items)
     extra_items = [row for row in unique_rows(extra) if row not in present]
@@ -390,12 +385,11 @@ def minimal_split_view(
         raise ConfigError(f"minimal_split_view: cover_cells = {cover_cells} exceeds the {len(empty)} empty cells")
     for c in rng.choice(len(empty), size=cover_cells, replace=False) if cover_cells else ():
         targeted[empty[int(c)]] = group.random_point()
-    magic = psi_exact.PUBLIC_MAGIC if protocol.name == "psi-exact" else protocol.PUBLIC_MAGIC
     views = []
     for table, table_cells, all_items in ((common, list(cuckoo.cells), items), (targeted, cells, items + extra_items)):
         public = BlindedTable(protocol.name, shell.fingerprint, nonce, database.bits, cuckoo.layout, shell.L, b"".join(table))
         state = ServerTableState(alpha, public, CuckooTable(cuckoo.layout, all_items, table_cells, 1))
-        views.append((servers[protocol.name](state, params), public.encode(magic)))
+        views.append(protocol.table_server(state, params))
     (common_server, common_public), (targeted_server, targeted_public) = views
     return SplitView(protocol, params, common_server, common_public, targeted_server, targeted_public)
 

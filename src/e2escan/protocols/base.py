@@ -372,7 +372,7 @@ class Protocol(abc.ABC):
     def seed_client(self, client: Scanner, rng: Any, params: ProtocolParams) -> None:
         """Simulation only: make the device's secret random decisions reproducible from ``rng`` (a seeded
         ``numpy.random.Generator``). Default: nothing to seed."""
-        return None
+        return
 
     def ideal_functionality(self, params: ProtocolParams, hash_bits: int) -> IdealFunctionality:
         """The protocol's ``LEAKAGE`` as an ideal world (:mod:`e2escan.protocols.ideal`), for the leakage audit."""
@@ -411,11 +411,24 @@ class Protocol(abc.ABC):
 
         return match
 
-    def _check_params(self, params: ProtocolParams) -> None:
+    def check_params(self, params: ProtocolParams) -> None:
+        """:class:`ProtocolError` unless ``params`` are this protocol's ``Params``."""
         if not isinstance(params, self.Params):
             raise ProtocolError(
                 f"{self.name}: expected {self.Params.__qualname__}, got {type(params).__qualname__}"
             )
+
+    _check_params = check_params
+
+    def table_server(self, state: Any, params: ProtocolParams) -> tuple[MatchServer, bytes]:
+        """A server and its public bytes for a blinded table ``state`` built outside :meth:`server_setup`.
+
+        For variants whose public parameters are a blinded table of the database itself (so an
+        auditor or a malicious-server experiment can build a table of its own, e.g.
+        :func:`e2escan.attacks.protocol_leakage.minimal_split_view`). ``state`` is a
+        :class:`~e2escan.protocols.blinded_table.ServerTableState`. Others refuse.
+        """
+        raise ProtocolError(f"{self.name}: its public parameters are not a blinded table of the database itself")
 
     def __repr__(self) -> str:
         return f"<protocol {self.name}: {self.summary}>"

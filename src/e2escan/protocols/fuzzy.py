@@ -32,7 +32,13 @@ import numpy as np
 
 from ..errors import ConfigError, ProtocolError
 from ..hashing import HashArray, PerceptualHash
-from .base import LeakageProfile, ProtocolParams, StatisticalModel, check_int
+from .base import (
+    LeakageProfile,
+    MatchServer,
+    ProtocolParams,
+    StatisticalModel,
+    check_int,
+)
 from .tpsi_ad import DESCRIPTIONS, TpsiAdParams, TpsiAdProtocol, TpsiAdScanner
 
 BALL = "tpsi-ad-ball"
@@ -106,6 +112,9 @@ class TpsiAdBallProtocol(TpsiAdProtocol):
     def _database_items(self, database: HashArray, params: TpsiAdParams) -> list[bytes]:
         assert isinstance(params, TpsiAdBallParams)
         return expand_ball(database, params.radius)
+
+    def table_server(self, state: Any, params: ProtocolParams) -> tuple[MatchServer, bytes]:
+        raise ProtocolError(f"{self.name}: its table holds the Hamming ball, not the database itself")
 
     def match_radius(self, params: ProtocolParams) -> int:
         assert isinstance(params, TpsiAdBallParams)

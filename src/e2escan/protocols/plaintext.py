@@ -17,14 +17,14 @@ from ..crypto.codec import FieldSpec, Schema, read_u32, u32
 from ..errors import ProtocolError, VoucherError
 from ..hashing import HashArray, PerceptualHash
 from .base import (
-    WireSizes,
-    StatisticalModel,
     LeakageProfile,
     PerVoucherMatchServer,
     Protocol,
     ProtocolParams,
     Scanner,
+    StatisticalModel,
     VoucherReplayError,
+    WireSizes,
     check_account,
     check_database,
     check_hash,

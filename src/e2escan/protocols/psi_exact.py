@@ -36,15 +36,15 @@ from ..crypto.codec import Decoded, FieldSpec, Schema
 from ..errors import AuthenticationError, DecodeError, InvalidPointError, VoucherError
 from ..hashing import HashArray, PerceptualHash
 from .base import (
-    WireSizes,
-    StatisticalModel,
     LeakageProfile,
     PerVoucherMatchServer,
     Protocol,
     ProtocolParams,
     Scanner,
+    StatisticalModel,
     VoucherPointError,
     VoucherReplayError,
+    WireSizes,
     check_account,
     check_database,
     check_float,
@@ -211,6 +211,12 @@ class PsiExactProtocol(Protocol):
     summary = "one-message DH-OPRF membership test on the exact hash; server learns match and payload"
     Params = PsiExactParams
     LEAKAGE = LEAKAGE
+    PUBLIC_MAGIC = PUBLIC_MAGIC
+
+    def table_server(self, state: Any, params: ProtocolParams) -> tuple[PsiExactServer, bytes]:
+        self.check_params(params)
+        assert isinstance(params, PsiExactParams)
+        return PsiExactServer(state, params), state.public.encode(PUBLIC_MAGIC)
 
     def server_setup(
         self, database: HashArray, params: ProtocolParams, rng: Any = None, *, progress: bool = False

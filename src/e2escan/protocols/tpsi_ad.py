@@ -878,6 +878,11 @@ class TpsiAdProtocol(Protocol):
         )
         return TpsiAdServer(state, params), state.public.encode(self.PUBLIC_MAGIC)
 
+    def table_server(self, state: Any, params: ProtocolParams) -> tuple[TpsiAdServer, bytes]:
+        self.check_params(params)
+        assert isinstance(params, TpsiAdParams)
+        return TpsiAdServer(state, params), state.public.encode(self.PUBLIC_MAGIC)
+
     def client(self, public: bytes, params: ProtocolParams) -> TpsiAdScanner:
         self._check_params(params)
         assert isinstance(params, TpsiAdParams)
