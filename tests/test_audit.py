@@ -26,6 +26,7 @@ from e2escan.protocols import (
     get_protocol,
     plaintext,
     tpsi_ad,
+    tpsi_ad_device,
 )
 from e2escan.protocols.sealing import seal_once
 from e2escan.protocols.tpsi_ad import CT_BYTES, TpsiAdProtocol, TpsiAdScanner
@@ -58,7 +59,7 @@ def _key_only_seal(key: bytes, plaintext_: bytes, ad: bytes) -> bytes:
 
 
 def test_equality_catches_the_key_only_commitment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tpsi_ad, "seal", _key_only_seal)
+    monkeypatch.setattr(tpsi_ad_device, "seal", _key_only_seal)
     # The repeat shows in accounts with two or more genuine opened vouchers: about a fifth of them at
     # p = 0.01 (about 40 of 200; the sign-flip p-value then reaches its floor), far fewer at p = 0.5.
     report = audit_protocol("tpsi-ad", synthetic_probability=0.01, families=FAMILIES, **SMALL)

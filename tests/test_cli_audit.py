@@ -12,7 +12,7 @@ import pytest
 
 from e2escan.cli import main
 from e2escan.crypto.primitives import aead_seal
-from e2escan.protocols import tpsi_ad
+from e2escan.protocols import tpsi_ad_device
 
 FAST = ["--vouchers", "1000", "--min-share", "0.25", "--permutations", "999", "--alpha", "0.01"]
 
@@ -46,7 +46,7 @@ def _key_only_seal(key: bytes, plaintext: bytes, ad: bytes) -> bytes:
 
 
 def test_a_leak_exits_non_zero_naming_the_distinguisher_and_the_field(monkeypatch, capsys) -> None:
-    monkeypatch.setattr(tpsi_ad, "seal", _key_only_seal)
+    monkeypatch.setattr(tpsi_ad_device, "seal", _key_only_seal)
     assert main(["audit", "tpsi-ad", *FAST, "--synthetic-probability", "0.01"]) == 3
     err = capsys.readouterr().err
     assert "LEAK in tpsi-ad" in err and "'equality'" in err and "record.inner_layer.adct" in err

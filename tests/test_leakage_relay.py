@@ -114,14 +114,14 @@ def _battery_scenario() -> Scenario:
 
 def test_the_runs_audit_battery_passes_and_catches_the_key_only_commitment(monkeypatch):
     """The faithful run's leakage section runs the audit battery on its own ServerView (real vs ideal)."""
-    from e2escan.protocols import tpsi_ad
+    from e2escan.protocols import tpsi_ad_device
     from e2escan.sim.measure import audit_battery
 
     run = run_faithful(_battery_scenario(), cache_dir=None)
     rows = audit_battery(run)
     assert {r["family"] for r in rows} == {"equality", "relations", "counts", "relay"}
     assert all(r["verdict"] != "LEAK" for r in rows), rows
-    monkeypatch.setattr(tpsi_ad, "seal", _key_only_seal)
+    monkeypatch.setattr(tpsi_ad_device, "seal", _key_only_seal)
     broken = audit_battery(run_faithful(_battery_scenario(), cache_dir=None))
     leaks = {r["family"]: r for r in broken if r["verdict"] == "LEAK"}
     assert "equality" in leaks, broken
