@@ -197,8 +197,8 @@ def test_poisoning_measurements_agree_with_the_model(small_results):
         assert row["revealed_agrees"], row
         assert row["opened_test_agrees"] is not False, row
         assert row["non_holders_revealed"] == 0  # unrelated images never match the poisoned entries
-    assert small_results.per_copy[0]["per_copy_detection"] == 0.0  # nothing poisoned, nothing detected
-    rates = {r["poison_fraction"]: r["per_copy_detection"] for r in small_results.per_copy
+    assert small_results.per_copy[0]["per_copy_detection_rate"] == 0.0  # nothing poisoned, nothing detected
+    rates = {r["poison_fraction"]: r["per_copy_detection_rate"] for r in small_results.per_copy
              if r["edit_family"] == "all" and r["radius"] == 31}
     assert 0 < rates[0.01] <= rates[0.05]
     assert small_results.holders and all(r["agrees"] for r in small_results.holders if r["dedup"] == "none")
@@ -290,7 +290,7 @@ def test_dedup_counts_equal_hashes_once_like_a_brute_force_count(rho):
     assert got.tolist() == [float(np.mean(distinct >= t)) for t in (1, 2, 5)]
     if rho == 1.0:  # a deterministic family's copies are one hash: with dedup they never reach t = 2 alone
         none = simulate_revealed(pool, m, (2,), 0.0, rho, "none", holders, np.random.default_rng(9))[0]
-        assert got[1] < 0.15 < 0.35 < none  # 0.3 P[Bin(12, 0.1) >= 2] against 0.3 + that
+        assert got[1] < 0.15 and none > 0.35  # 0.3 P[Bin(12, 0.1) >= 2] against 0.3 + that
 
 
 def test_real_tpsi_ad_with_one_family_holders_at_t30():
@@ -342,3 +342,92 @@ def test_holder_model_parameters_are_validated():
         PoisoningExperiment(run_dedup=("exact",))
     with pytest.raises(ConfigError, match="shares must be one weight per family"):
         holder_revealed_probability([0.5, 0.2], [0.1, 0.1], 3, 1)
+
+
+# --- surveillance of a place: distinct views of one scene ------------------------------------------
+
+VIEWS_SMALL = {"scenes": 3, "scene_size": 384, "capture_size": 64, "adversary_views": 4, "victim_views": 5,
+               "entries_per_target": (1, 4), "radii": (("phash", (0, 12, 20, 64)),)}
+
+
+@pytest.fixture(scope="module")
+def viewpoint_rows():
+    return poisoning.run_viewpoint_surveillance(poisoning.ViewpointExperiment(**VIEWS_SMALL), np.random.default_rng(2))
+
+
+def _views_oracle(experiment, rng):
+    """The same measurement, spelled out: rebuild the views from the same streams and test each with matches_any."""
+    from e2escan.images.scenes import render_view, synthetic_scene
+
+    hasher = get_hasher("phash")
+    scene_rng, *model_rngs = rng.spawn(1 + len(experiment.view_models))
+    seed = int(scene_rng.integers(0, 2**63))
+    scenes = [synthetic_scene(image_rng(seed, i), experiment.scene_size) for i in range(experiment.scenes)]
+    out = {}
+    for (name, model), model_rng in zip(experiment.view_models, model_rngs):
+        streams = model_rng.spawn(2)
+        taken = []
+        for count, stream in zip((experiment.adversary_views, experiment.victim_views), streams):
+            per_scene = []
+            for sc in scenes:
+                hashes = []
+                for _ in range(count):
+                    view = render_view(sc, model.draw(stream, experiment.scene_size), experiment.capture_size)
+                    hashes.append(hasher.hash(poisoning.EditFamily("e", 1.0, experiment.encoding).draw(stream)
+                                              .apply(view, stream).image))
+                per_scene.append(HashArray.from_hashes(hashes))
+            taken.append(per_scene)
+        own, views = taken
+        for k in experiment.entries_per_target:
+            for radius in experiment.radii[0][1]:
+                hits = sum(int(matches_any(own[s][np.arange(k)], views[s], radius).sum()) for s in range(experiment.scenes))
+                false = sum(int(matches_any(own[s][np.arange(k)], views[v], radius).sum())
+                            for s in range(experiment.scenes) for v in range(experiment.scenes) if v != s)
+                out[(name, k, radius)] = (hits, false)
+    return out
+
+
+def test_viewpoint_surveillance_agrees_with_the_brute_force_oracle(viewpoint_rows):
+    experiment = poisoning.ViewpointExperiment(**VIEWS_SMALL)
+    oracle = _views_oracle(experiment, np.random.default_rng(2))
+    assert len(viewpoint_rows) == len(oracle) == 3 * 2 * 4
+    for row in viewpoint_rows:
+        hits, false = oracle[(row["view_model"], row["entries_per_target"], row["radius"])]
+        assert row["surveillance_rate"] == pytest.approx(hits / (3 * 5))
+        assert row["innocent_false_matches"] == false
+        assert row["innocent_false_match_rate"] == pytest.approx(false / (3 * 2 * 5))
+
+
+def test_viewpoint_rates_grow_with_radius_and_entries_and_saturate(viewpoint_rows):
+    """Nested entry sets and nested balls: more entries or a wider radius never catch fewer views."""
+    by = {(r["view_model"], r["entries_per_target"], r["radius"]): r for r in viewpoint_rows}
+    for (model, k, radius), row in by.items():
+        assert row["surveillance_ci95_low"] <= row["surveillance_rate"] <= row["surveillance_ci95_high"]
+        for key in ("surveillance_rate", "innocent_false_match_rate"):
+            if (model, 4, radius) in by:
+                assert by[(model, 1, radius)][key] <= by[(model, 4, radius)][key]
+            wider = [r for r in (0, 12, 20, 64) if r > radius]
+            if wider:
+                assert row[key] <= by[(model, k, wider[0])][key]
+        if radius == 64:  # every 64-bit hash is within 64 of every other: everything matches
+            assert row["surveillance_rate"] == 1.0 and row["innocent_false_match_rate"] == 1.0
+        if radius == 0:  # distinct views never share an exact hash here
+            assert row["surveillance_rate"] == 0.0
+    assert by[("same spot", 4, 20)]["surveillance_rate"] > by[("same spot", 4, 20)]["innocent_false_match_rate"]
+
+
+def test_bad_viewpoint_experiments_are_refused():
+    with pytest.raises(ConfigError, match="scenes"):
+        poisoning.ViewpointExperiment(scenes=1)
+    with pytest.raises(ConfigError, match="entries_per_target"):
+        poisoning.ViewpointExperiment(adversary_views=5, entries_per_target=(1, 6))
+    with pytest.raises(ConfigError, match="radii"):
+        poisoning.ViewpointExperiment(radii=(("pdq", (-1,)),))
+
+
+def test_a_between_scene_interval_of_zero_width_is_replaced_by_wilson():
+    same = poisoning._scene_proportion([2, 2, 2], 10)
+    assert same["rate"] == pytest.approx(0.2) and same["ci_low"] < 0.2 < same["ci_high"]
+    assert same["ci_method"].startswith("Wilson")
+    varied = poisoning._scene_proportion([1, 2, 3], 10)
+    assert varied["ci_method"].startswith("between-replicate") and varied["ci_low"] < 0.2 < varied["ci_high"]

@@ -1,26 +1,37 @@
-"""Database poisoning for surveillance: detection of a target image against the fraction of the database poisoned.
+"""Database poisoning for surveillance: per-copy detection of one circulating image, and surveillance of a place.
 
 Hooda, Labunets, Kohno, Fernandes (arXiv:2212.04107; NDSS 2024) poison a
-perceptual-hash database with hashes of a target and measure how often the
-target is then detected. We run the same measurement on our protocols with
-:func:`e2escan.attacks.poisoning.run_poisoning_experiment`: synthetic target
-images circulate as copies made by everyday edits; the adversary spends a
-fraction of a 1,000-entry database on hashes of its own copies; we measure the
-share of victims' copies that match (PDQ, exact or within distance 31), then
-what an account holding copies reveals under each protocol and holder model
-(independent copies, one edit family per holder, a 50/50 mixture; each with
-``dedup = "none"`` and ``"hash"``), computed and simulated, and measured by
-running the real protocol code on accounts (a check of the implementation
-against the model, not of the model).
+perceptual-hash database with hashes of a target and report a "surveillance
+rate" (its definition is in the body, which we did not read). We measure two
+different things, neither of them their rate:
 
-``edit_mix_sensitivity.csv`` repeats the per-copy measurement and the
-closed-form account numbers under other edit mixes: the forwarded share and
-the deterministic re-encodings' share are varied, the other families keep
-their relative weights.
+1. Per-copy detection of one circulating image
+   (:func:`e2escan.attacks.poisoning.run_poisoning_experiment`): synthetic
+   target images circulate as copies made by everyday edits; the adversary
+   spends a fraction of a 1,000-entry database on hashes of its own copies; we
+   measure the share of victims' copies that match (PDQ, exact or within
+   distance 31), then what an account holding copies reveals under each
+   protocol and holder model (independent copies, one edit family per holder,
+   a 50/50 mixture; each with ``dedup = "none"`` and ``"hash"``), computed and
+   simulated, and measured by running the real protocol code on accounts (a
+   check of the implementation against the model, not of the model).
+   ``edit_mix_sensitivity.csv`` repeats the per-copy measurement and the
+   closed-form account numbers under other edit mixes.
+
+2. Surveillance of a place by distinct views
+   (:func:`e2escan.attacks.poisoning.run_viewpoint_surveillance`): each
+   target is a synthetic 1024 x 1024 scene; the adversary poisons the
+   database with the hashes of 1, 5 or 20 views of its own; the surveillance
+   rate is the share of victims' other, distinct views of the scene (crops at
+   other positions and scales, small rotations, perspective changes, then the
+   messenger's JPEG) that match one of them, against the matching radius
+   (exact, PDQ <= 31, wider; the same shares of bits for a 64-bit pHash),
+   beside the innocent cost: views of other scenes that match.
 
 Quick mode: 2 targets, 100 + 100 copies each, 5 holders and 5 non-holders per
-target and protocol. Full mode: 12 targets, 300 + 300 copies each, 15 + 15
-accounts per target and protocol, protocol runs at 5% (holder models at 0.2% and 5%).
+target and protocol; 3 scenes, 10 + 10 views each. Full mode: 12 targets, 300 +
+300 copies each, 15 + 15 accounts per target and protocol, protocol runs at 5%
+(holder models at 0.2% and 5%); 12 scenes, 20 + 40 views each.
 """
 
 from __future__ import annotations
@@ -34,8 +45,10 @@ from e2escan.attacks.poisoning import (
     EVERYDAY_EDITS,
     PoisoningExperiment,
     ProtocolUnderTest,
+    ViewpointExperiment,
     holder_revealed_probability,
     run_poisoning_experiment,
+    run_viewpoint_surveillance,
     with_weights,
 )
 from e2escan.results import save_figure, write_csv, write_json
@@ -61,25 +74,57 @@ PAPER_POINTS = (
     ("[A] NDSS 2024 abstract: >30% at 0.2% poisoned", 0.002, 0.30),
 )
 FIGURE_COPIES = 3
+# Surveillance of a place: scenes, the adversary's views (its largest entry set) and the victims' views per scene.
+VIEWS_QUICK = {"scenes": 3, "adversary_views": 10, "victim_views": 10, "entries_per_target": (1, 5, 10)}
+VIEWS_FULL = {"scenes": 12, "adversary_views": 20, "victim_views": 40, "entries_per_target": (1, 5, 20)}
 
 
 def _per_copy_figure(rows: list[dict]) -> Figure:
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
     for radius, style in ((31, "-o"), (0, "-s")):
-        pts = sorted((r["poison_fraction"], r["per_copy_detection"]) for r in rows
+        pts = sorted((r["poison_fraction"], r["per_copy_detection_rate"]) for r in rows
                      if r["radius"] == radius and r["edit_family"] == "all" and r["poison_fraction"] > 0)
         label = "PDQ within distance 31 (plaintext)" if radius else "exact PDQ (psi-exact, tpsi-ad)"
         ax.plot([100 * f for f, _ in pts], [q for _, q in pts], style, label=label)
-    for text, fraction, rate in PAPER_POINTS:
-        ax.plot([100 * fraction], [rate], "k^", markersize=8)
-        ax.annotate(text, (100 * fraction, rate), textcoords="offset points", xytext=(5, -12), fontsize=7)
     ax.set_xscale("log")
     ax.set_ylim(0, 1)
     ax.set_xlabel("database poisoned (%, log scale; 1,000 entries)")
-    ax.set_ylabel("share of the target's copies detected")
-    ax.set_title("Per-copy detection of a poisoned target (mean over targets)")
+    ax.set_ylabel("share of the image's circulating copies detected")
+    ax.set_title("Per-copy detection of one circulating image (mean over targets);\n"
+                 "not the paper's surveillance rate, whose definition we did not read", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def _viewpoint_figure(rows: list[dict]) -> Figure:
+    """Surveillance rate (solid) and innocent false-match rate (dashed) against the radius, per view model."""
+    models = list(dict.fromkeys(r["view_model"] for r in rows))
+    hashers = list(dict.fromkeys(r["hasher"] for r in rows))
+    entries = sorted({r["entries_per_target"] for r in rows})
+    fig = Figure(figsize=(4 * len(models), 3.6 * len(hashers)), layout="constrained")
+    axes = fig.subplots(len(hashers), len(models), sharey=True, squeeze=False)
+    colours = ("tab:blue", "tab:orange", "tab:red")
+    for i, hasher in enumerate(hashers):
+        for j, model in enumerate(models):
+            ax = axes[i][j]
+            for k, colour in zip(entries, colours):
+                pts = sorted((r["radius"], r["surveillance_rate"], r["innocent_false_match_rate"]) for r in rows
+                             if r["hasher"] == hasher and r["view_model"] == model and r["entries_per_target"] == k)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color=colour, markersize=3,
+                        label=f"surveillance, {k} entries")
+                ax.plot([p[0] for p in pts], [p[2] for p in pts], "--x", color=colour, markersize=3,
+                        label=f"innocent false match, {k} entries")
+            for level in (0.3, 0.4):
+                ax.axhline(level, color="grey", linewidth=0.6, linestyle=":")
+            bits = next(r["bits"] for r in rows if r["hasher"] == hasher)
+            ax.set_title(f"{hasher} ({bits} bits), views: {model}", fontsize=8)
+            ax.set_xlabel("matching radius (Hamming distance <=)")
+            ax.set_ylim(-0.02, 1.02)
+        axes[i][0].set_ylabel("share of views matched")
+    axes[0][0].legend(fontsize=6, loc="upper left")
+    fig.suptitle("Distinct views of one scene: surveillance against matching robustness (pooled over scenes). "
+                 "Dotted: the abstracts' 30% and 40%, [A], a rate whose definition we did not read", fontsize=8)
     return fig
 
 
@@ -201,10 +246,20 @@ def reproduce(out_dir: Path, *, quick: bool, seed: int) -> None:
     save_figure(_per_copy_figure(results.per_copy), out_dir, "per_copy_detection")
     save_figure(_account_figure(results.detection), out_dir, "account_detection")
     save_figure(_holder_figure(results.holders, 0.05), out_dir, "holder_models")
+    # Its own stream, so the views do not reuse the draws of the circulating-image experiment.
+    views = run_viewpoint_surveillance(ViewpointExperiment(**(VIEWS_QUICK if quick else VIEWS_FULL)),
+                                       np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,))))
+    write_csv(out_dir / "viewpoint_surveillance.csv", views)
+    save_figure(_viewpoint_figure(views), out_dir, "viewpoint_surveillance")
 
     def per_copy(radius: int, fraction: float) -> float:
-        return next(r["per_copy_detection"] for r in results.per_copy
+        return next(r["per_copy_detection_rate"] for r in results.per_copy
                     if r["radius"] == radius and r["poison_fraction"] == fraction and r["edit_family"] == "all")
+
+    def surveillance(model: str, hasher: str, k: int) -> dict:
+        return {str(r["radius"]): {"surveillance_rate": r["surveillance_rate"],
+                                   "innocent_false_match_rate": r["innocent_false_match_rate"]}
+                for r in views if r["view_model"] == model and r["hasher"] == hasher and r["entries_per_target"] == k}
 
     write_json(out_dir / "summary.json", {
         "paper": "hooda-poisoning",
@@ -212,9 +267,21 @@ def reproduce(out_dir: Path, *, quick: bool, seed: int) -> None:
         "seed": seed,
         "experiment": {k: v for k, v in (QUICK if quick else FULL).items()},
         "database_size": experiment.database_size,
-        "paper_points": [{"claim": t, "poison_fraction": f, "detection_at_least": r} for t, f, r in PAPER_POINTS],
-        "ours_per_copy_detection": {
+        "paper_points": [{"claim": t, "poison_fraction": f, "surveillance_rate_above": r,
+                          "definition": "[NF]: not read; not the same quantity as either of ours"}
+                         for t, f, r in PAPER_POINTS],
+        "ours_per_copy_detection_of_one_circulating_image": {
             f"{100 * f:g}%": {"exact": per_copy(0, f), "radius 31": per_copy(31, f)} for _, f, _ in PAPER_POINTS
+        },
+        "ours_viewpoint_surveillance": {
+            "experiment": VIEWS_QUICK if quick else VIEWS_FULL,
+            "replicate_unit": "scene (intervals from the between-scene variance)",
+            "by_view_model_hasher_entries_radius": {
+                f"{m} / {h} / {k} entries": surveillance(m, h, k)
+                for m in dict.fromkeys(r["view_model"] for r in views)
+                for h in dict.fromkeys(r["hasher"] for r in views)
+                for k in sorted({r["entries_per_target"] for r in views})
+            },
         },
         "holder_models_at_readme_points": _holder_summary(results.holders),
         "holder_model_simulation_agrees_with_closed_form": all(r["agrees"] for r in results.holders if r["dedup"] == "none"),
