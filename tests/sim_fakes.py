@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from e2escan.hashing import HashArray, PerceptualHash
 from e2escan.protocols import LeakageProfile, MatchServer, Protocol, ProtocolParams, Scanner, StatisticalModel

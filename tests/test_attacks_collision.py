@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from PIL import Image
 
 from e2escan.attacks import collide, ssim, targeted_flag_probability

@@ -3,8 +3,6 @@
 import subprocess
 import sys
 
-import pytest
-
 import e2escan
 from e2escan import errors
 

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sim_fakes
 
 from e2escan.sim import statistical
 from e2escan.sim.calibration import Calibration, calibrate
@@ -54,8 +55,6 @@ from e2escan.sim.faithful import run_faithful
 from e2escan.sim.measure import compute_metrics
 from e2escan.sim.scenario import Scenario
 from e2escan.sim.statistical import run_statistical
-
-import sim_fakes
 
 TRANSFORMS = [{"spec": "none", "weight": 0.5}, {"spec": "jpeg:quality=60", "weight": 0.2},
               {"spec": "rotate:degrees=8", "weight": 0.3}]
@@ -193,7 +192,7 @@ def test_paths_agree(calibration, which):
     """
     faithful = faithful_side(which, calibration)
     result = compare(faithful, statistical_side(which, calibration), CHECKED[which])
-    for key, (lr, se) in result.items():
+    for key, (_lr, se) in result.items():
         assert se <= SE_MAX, f"{which}/{key}: se(log ratio) {se:.3f} > {SE_MAX}: too little data for the power stated"
     assert not outside_margin(result), {k: round(math.exp(v[0]), 3) for k, v in result.items()}
     if which == "A":

@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import sim_fakes
 
 from e2escan.errors import ScenarioError
 from e2escan.protocols.events import decode_event
@@ -14,8 +15,6 @@ from e2escan.sim.population import build_population
 from e2escan.sim.runner import run_scenario, scenario_to_toml
 from e2escan.sim.scenario import Population, Scenario, shipped_scenarios_dir
 from e2escan.sim.summary import compare
-
-import sim_fakes
 
 TINY = {
     "name": "tiny",

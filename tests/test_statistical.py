@@ -5,13 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sim_fakes
 
 from e2escan.errors import ConfigError, ScenarioError
 from e2escan.sim.calibration import Calibration, calibrate
 from e2escan.sim.scenario import Scenario
 from e2escan.sim.statistical import run_statistical
-
-import sim_fakes
 
 TRANSFORMS = [
     {"spec": "none", "weight": 0.5},

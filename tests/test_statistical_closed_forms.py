@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sim_fakes
 
 from e2escan.sim import statistical
 from e2escan.sim.calibration import calibrate
 from e2escan.sim.scenario import Scenario
 from e2escan.sim.statistical import run_statistical
-
-import sim_fakes
 
 TRANSFORMS = [{"spec": "none", "weight": 0.5}, {"spec": "jpeg:quality=60", "weight": 0.3},
               {"spec": "resize:scale=0.5", "weight": 0.2}]

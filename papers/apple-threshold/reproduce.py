@@ -373,7 +373,7 @@ def _design_point_curves(quick: bool) -> Figure:
     fig = Figure(figsize=(7, 6.5))
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     for (basis, rate), color in zip(RATES, ("tab:red", "tab:blue")):
-        for (reading, flag_at), style in zip(READINGS, ("-", "--")):
+        for (_reading, flag_at), style in zip(READINGS, ("-", "--")):
             binomial = log10_false_flag_probability(photos, rate, flag_at)
             top.plot(np.log10(photos), binomial, color=color, linestyle=style,
                      label=f"p = {rate:g} ({basis}), flagged at {flag_at}")
@@ -396,7 +396,7 @@ def _correlated_figure(planted: list[dict], threshold_rows: list[dict]) -> Figur
     fig = Figure(figsize=(11, 4.8))
     left, right = fig.subplots(1, 2)
     for (basis, rate), color in zip(RATES, ("tab:red", "tab:blue")):
-        for (reading, flag_at), style in zip(READINGS, ("-", "--")):
+        for (_reading, flag_at), style in zip(READINGS, ("-", "--")):
             for size_basis, marker in (("largest safe library", "o"), ("fixed size", "")):
                 rows = [
                     r for r in planted

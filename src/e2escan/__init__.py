@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
+from .api import Result, load, run
 from .errors import (
     AuthenticationError,
     ConfigError,
@@ -22,8 +24,6 @@ from .errors import (
     TooManySkippedError,
     VoucherError,
 )
-
-from .api import Result, load, run
 
 try:
     __version__ = _version("e2escan")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-
 from ..hashing.hashers import parse_hasher_specs
 from ..sim.calibration import calibrate
 

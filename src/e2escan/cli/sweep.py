@@ -41,9 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..progress import progress_bar
-
     from ..errors import ConfigError
+    from ..progress import progress_bar
     from ..report import format_table
     from ..sim.sweep import load_sweep, run_sweep
 
@@ -52,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if args.scheduler and args.workers is not None:
         raise ConfigError("--workers and --scheduler exclude each other: the scheduler's cluster has its own workers")
     sweep = load_sweep(args.sweep, overrides=dict(parse_override(t) for t in args.set))
+    import hashlib
+
     from ..outputs import claim_output_dir
     from ..sim.config import to_dict
-
-    import hashlib
 
     identity = {"base": to_dict(sweep.base), "points": sorted(p.point_id for p in sweep.points)}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 #: Plain-language names of the ServerView features (figures and the summary table).
 FEATURE_LABELS = {
     "messages_sent": "messages sent",

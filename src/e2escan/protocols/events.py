@@ -32,12 +32,12 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any
 
 from ..errors import DecodeError, ProtocolError
 from .base import LeakageProfile, MatchServer, Reveal
 
-Value = Union[None, bool, int, bytes, str, tuple["Value", ...]]
+Value = None | bool | int | bytes | str | tuple["Value", ...]
 
 MAGIC = b"E2EV"
 VERSION = 1
@@ -204,7 +204,7 @@ class RevealEvent:
     payloads: tuple[bytes, ...]
 
 
-ServerEvent = Union[MatchEvent, AccountEvent, RevealEvent]
+ServerEvent = MatchEvent | AccountEvent | RevealEvent
 
 
 def encode_event(event: ServerEvent) -> tuple[str, bytes]:

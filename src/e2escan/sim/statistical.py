@@ -73,6 +73,7 @@ from .calibration import Calibration
 from .faithful import replicate_streams, spawn_streams
 from .scenario import Scenario, shipped_scenarios_dir
 
+
 def protocol_matching(scenario: Scenario, protocol: Any = None) -> tuple[int, int]:
     """(Hamming radius, threshold) that decide matches and flags, from the protocol's statistical model.
 
