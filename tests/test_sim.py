@@ -9,12 +9,12 @@ import sim_fakes
 
 from e2escan.errors import ScenarioError
 from e2escan.protocols.events import decode_event
+from e2escan.report.summary import compare
 from e2escan.sim.faithful import payload_uid, run_faithful
 from e2escan.sim.measure import compute_metrics, server_features
 from e2escan.sim.population import build_population
 from e2escan.sim.runner import run_scenario, scenario_to_toml
 from e2escan.sim.scenario import Population, Scenario, shipped_scenarios_dir
-from e2escan.sim.summary import compare
 
 TINY = {
     "name": "tiny",
@@ -282,8 +282,8 @@ def test_collision_attack_in_a_scenario_flags_targets_through_crafted_forwards()
 
 def test_pooled_header_and_days_to_detection_over_replicates(tmp_path):
     """The header shows accounts per replicate; days to detection is the mean over every detected offender."""
+    from e2escan.report.summary import format_summary
     from e2escan.sim.runner import aggregate
-    from e2escan.sim.summary import format_summary
 
     data = json.loads(json.dumps(TINY))
     data["replicates"] = 2
@@ -302,7 +302,7 @@ def test_pooled_header_and_days_to_detection_over_replicates(tmp_path):
 def test_compare_tests_match_scipy():
     """McNemar's exact test (paired, same-seed runs) and Fisher's exact test (independent runs) against scipy."""
     stats = pytest.importorskip("scipy.stats")
-    from e2escan.sim.summary import _binom_two_sided, _fisher_two_sided
+    from e2escan.report.summary import _binom_two_sided, _fisher_two_sided
 
     for k, n in ((0, 0), (0, 10), (3, 10), (10, 10), (7, 25)):
         want = 1.0 if n == 0 else stats.binomtest(k, n, 0.5).pvalue
@@ -335,7 +335,7 @@ def test_pooled_intervals_use_the_variance_between_replicates():
 
 def test_compare_labels_name_what_differs(tmp_path):
     """compare.png is labelled by the differing scenario fields, not by folder paths."""
-    from e2escan.sim.summary import run_labels
+    from e2escan.report.summary import run_labels
 
     for name, t in (("a", 3), ("b", 5)):
         (tmp_path / name).mkdir()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
-
+from ._version import __version__
 from .api import Result, load, run
 from .errors import (
     AuthenticationError,
@@ -24,11 +22,6 @@ from .errors import (
     TooManySkippedError,
     VoucherError,
 )
-
-try:
-    __version__ = _version("e2escan")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "__version__",

@@ -36,7 +36,7 @@ class Result:
         return self.summary["metrics"]
 
     def __str__(self) -> str:
-        from .sim.summary import format_summary
+        from .report.summary import format_summary
 
         return format_summary(self.summary)
 

@@ -132,9 +132,7 @@ def locate_papers_dir(override: str | os.PathLike[str] | None = None) -> Path:
     elif os.environ.get(PAPERS_DIR_ENV):
         candidate, origin = Path(os.environ[PAPERS_DIR_ENV]), f"${PAPERS_DIR_ENV}"
     else:
-        import e2escan
-
-        candidate = Path(e2escan.__file__).resolve().parents[2] / "papers"
+        candidate = Path(__file__).resolve().parents[2] / "papers"  # src/e2escan/reproduction.py -> checkout
         origin = "the source checkout next to the installed package"
     if not candidate.is_dir():
         raise ConfigError(

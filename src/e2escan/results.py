@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

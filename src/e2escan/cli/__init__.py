@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..errors import E2escanError
 
 # Module names under e2escan.cli, in the order they appear in --help.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..sim.summary import compare, compare_runs
+from ..report.summary import compare, compare_runs
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -161,7 +161,7 @@ def render_report(folder: str | Path) -> str:
     kind, identity = _kind(folder)
     title, heading, tables, texts = folder.name, "", [], []
     if kind == "run":
-        from ..sim.summary import summary_table
+        from .summary import summary_table
 
         summary = json.loads((folder / "summary.json").read_text())
         heading, headers, rows = summary_table(summary)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ScenarioError
-from ..report import format_table
+from .tables import format_table
 
 
 def _rate(entry: dict) -> str:
