@@ -1,4 +1,4 @@
-"""Protocols as plugins: a variant from a separate package, and ``register`` for a notebook.
+"""Protocols and hashers as plugins: a variant from a separate package, and ``register`` for a notebook.
 
 The slow test builds ``tests/plugin_package`` (a tpsi-ad variant with three
 cuckoo functions, with its own spec and one entry point) with pip into a
@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from e2escan import protocols
-from e2escan.errors import ProtocolError
+from e2escan import hashing, protocols
+from e2escan.errors import ConfigError, ProtocolError
+from e2escan.hashing import AverageHasher
 from e2escan.protocols import BUILT_IN, PROTOCOLS, get_protocol, register, unregister
 from e2escan.protocols.tpsi_ad import TpsiAdProtocol
 
@@ -93,9 +94,15 @@ def test_a_variant_in_a_separate_package_is_listed_run_and_audited(tmp_path: Pat
         assert listed.returncode == 0, listed.stderr
         line = next(row for row in listed.stdout.splitlines() if row.startswith("tpsi-ad-three-hash"))
         assert "[plugin e2escan-demo-variant]" in line
-        run = _e2escan(["run", *TINY, "--set", "protocol.name=tpsi-ad-three-hash", "--out", "run"], target, tmp_path)
+        hashers = _e2escan(["hashers"], target, tmp_path)
+        assert hashers.returncode == 0, hashers.stderr
+        line = next(row for row in hashers.stdout.splitlines() if row.startswith("ahash-16"))
+        assert "256 bits" in line and "[plugin e2escan-demo-variant]" in line
+        run = _e2escan(["run", *TINY, "--set", "protocol.name=tpsi-ad-three-hash", "--set", "hasher.name=ahash-16",
+                        "--out", "run"], target, tmp_path)
         assert run.returncode == 0, run.stderr
-        assert '"tpsi-ad-three-hash"' in (tmp_path / "run" / "scenario.toml").read_text()
+        scenario = (tmp_path / "run" / "scenario.toml").read_text()
+        assert '"tpsi-ad-three-hash"' in scenario and '"ahash-16"' in scenario
         audit = _e2escan(["audit", "tpsi-ad-three-hash", "--vouchers", "400", "--permutations", "199",
                           "--alpha", "0.01", "--min-share", "0.5"], target, tmp_path)
         assert audit.returncode == 0, audit.stdout + audit.stderr
@@ -120,3 +127,35 @@ def test_a_broken_plugin_is_skipped_with_one_warning(tmp_path: Path) -> None:
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == str(len(BUILT_IN))
     assert "protocol plugin 'broken'" in probe.stderr and "broken-plugin" in probe.stderr
+
+
+def test_register_a_hasher_and_refuse_broken_ones() -> None:
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    @dataclass(frozen=True)
+    class Wide(AverageHasher):
+        name: ClassVar[str] = "ahash-wide"
+        hash_size: int = 16
+
+    try:
+        hashing.register(Wide)
+        assert hashing.get_hasher("ahash-wide").bits == 256 and hashing.hasher_origin("ahash-wide") == "registered"
+        with pytest.raises(ConfigError, match="already registered"):
+            hashing.register(Wide)
+    finally:
+        hashing.unregister("ahash-wide")
+    assert "ahash-wide" not in hashing.HASHERS
+    with pytest.raises(ConfigError, match="already registered \\(built-in\\)"):
+        hashing.register(AverageHasher, replace=True)
+    with pytest.raises(ConfigError, match="dataclass"):
+        hashing.register(int)  # type: ignore[arg-type]
+
+    @dataclass(frozen=True)
+    class Odd(AverageHasher):
+        name: ClassVar[str] = "ahash-odd"
+        hash_size: int = 3
+
+    with pytest.raises(ConfigError, match="defaults fails|multiple of 8"):
+        hashing.register(Odd)
+    assert set(hashing.HASHERS) == set(hashing.BUILT_IN_HASHERS)

@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "calibrate",
     "demo",
     "protocols",
+    "hashers",
     "hash_eval",
     "papers",
     "audit",

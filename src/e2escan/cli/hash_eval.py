@@ -8,7 +8,7 @@ import time
 from ..errors import ConfigError
 from ..hashing.eval_report import write_hash_eval
 from ..hashing.evaluation import evaluate_hashers
-from ..hashing.hashers import HASHERS, parse_hasher_specs
+from ..hashing.hashers import BUILT_IN_HASHERS, parse_hasher_specs
 from ..images import open_corpus, parse_transform_set
 from ..report import format_table
 
@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--corpus", required=True, metavar="DIR|synthetic:N|skimage",
                    help="a directory of JPEG/PNG/WebP files, synthetic:N seeded synthetic images, or skimage "
                         "(19 photographs bundled with scikit-image; extra 'photos')")
-    p.add_argument("--hasher", default=",".join(HASHERS), metavar="NAME[,NAME...]",
-                   help=f"hashers, optionally with parameters (phash:hash_size=16,pdq); default {','.join(HASHERS)}")
+    p.add_argument("--hasher", default=",".join(BUILT_IN_HASHERS), metavar="NAME[,NAME...]",
+                   help=f"hashers, optionally with parameters (phash:hash_size=16,pdq); default {','.join(BUILT_IN_HASHERS)}")
     p.add_argument("--transforms", default="default", metavar="SET|CHAIN[;...]",
                    help="';'-separated transform sets (default, quick) and chains (jpeg:quality=50|crop:fraction=0.9)")
     p.add_argument("--out", required=True, metavar="DIR", help="results folder (created if missing)")

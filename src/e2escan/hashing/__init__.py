@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from .batch import hash_many
 from .hashers import (
+    BUILT_IN_HASHERS,
+    HASHER_ENTRY_POINT_GROUP,
     HASHERS,
     AverageHasher,
     BlockMeanHasher,
@@ -22,13 +24,18 @@ from .hashers import (
     PdqHasher,
     WaveletHasher,
     get_hasher,
+    hasher_origin,
     parse_hasher_specs,
+    register,
+    unregister,
 )
 from .index import HammingIndex, RadiusResult, knn_brute_force, radius_brute_force
 from .thresholds import TAIL_MODELS, TailFit, empirical_threshold, fit_lower_tail
 from .types import HashArray, PerceptualHash
 
 __all__ = [
+    "BUILT_IN_HASHERS",
+    "HASHER_ENTRY_POINT_GROUP",
     "HASHERS",
     "TAIL_MODELS",
     "AverageHasher",
@@ -47,6 +54,9 @@ __all__ = [
     "empirical_threshold",
     "fit_lower_tail",
     "get_hasher",
+    "hasher_origin",
+    "register",
+    "unregister",
     "hash_many",
     "knn_brute_force",
     "parse_hasher_specs",

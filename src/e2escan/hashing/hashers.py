@@ -25,6 +25,7 @@ The packed bytes are ``np.packbits(vector)``; the vector is recovered with
 from __future__ import annotations
 
 import dataclasses
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ import pdqhash
 from PIL import Image
 
 from ..errors import ConfigError, HashError
+from ..plugins import Registry
 from .types import PerceptualHash
 
 ImageLike = Any  # PIL.Image.Image, an (H, W[, 3]) uint8 array, or an object with an ``.image`` attribute
@@ -324,10 +326,64 @@ class PdqHasher(Hasher):
         return self.hash_packed_with_quality(image)[0]
 
 
-HASHERS: Mapping[str, type[Hasher]] = {
-    cls.name: cls
-    for cls in (AverageHasher, DifferenceHasher, DctHasher, WaveletHasher, PdqHasher, ColorHasher, BlockMeanHasher)
-}
+_BUILT_IN_HASHERS = (AverageHasher, DifferenceHasher, DctHasher, WaveletHasher, PdqHasher, ColorHasher, BlockMeanHasher)
+#: Names of the built-in hashers.
+BUILT_IN_HASHERS: tuple[str, ...] = tuple(cls.name for cls in _BUILT_IN_HASHERS)
+#: Entry-point group through which installed distributions add hashers.
+HASHER_ENTRY_POINT_GROUP = "e2escan.hashers"
+_HASHER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def _register_entry_point(loaded: Any, origin: str) -> None:
+    register(loaded, origin=origin)
+
+
+_REGISTRY: Registry[type[Hasher]] = Registry(HASHER_ENTRY_POINT_GROUP, "hasher", _register_entry_point)
+for _cls in _BUILT_IN_HASHERS:
+    _REGISTRY.put(_cls.name, _cls, "built-in")
+
+#: Every registered hasher class by name: the built-ins, then plugins. Read-only; installed
+#: plugins (entry-point group ``e2escan.hashers``) load on first use.
+HASHERS: Mapping[str, type[Hasher]] = _REGISTRY
+
+
+def register(cls: type[Hasher], *, origin: str = "registered", replace: bool = False) -> type[Hasher]:
+    """Register a hasher class (a frozen-dataclass :class:`Hasher` subclass constructible with defaults).
+
+    Raises :class:`ConfigError` naming what is wrong: not a Hasher dataclass, a name that is not
+    kebab-case or is taken (a built-in is never replaced), defaults that fail, or ``bits`` that is
+    not a positive multiple of 8.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Hasher) and dataclasses.is_dataclass(cls)):
+        raise ConfigError(f"register: expected a Hasher subclass that is a dataclass, got {cls!r}")
+    name = cls.name if isinstance(getattr(cls, "name", None), str) else None
+    if name is None or not _HASHER_NAME.match(name):
+        raise ConfigError(f"register: {cls.__name__}.name must be kebab-case (a-z, 0-9, -), got {name!r}")
+    taken = _REGISTRY.taken_by(name)
+    if taken is not None and (taken == "built-in" or not replace):
+        raise ConfigError(f"register: a hasher named {name!r} is already registered ({taken})")
+    try:
+        bits = cls().bits
+    except Exception as exc:  # noqa: BLE001 - any failure of the defaults is the plugin's error
+        raise ConfigError(f"register: hasher {name!r}: constructing it with its defaults fails: {exc}") from None
+    if not isinstance(bits, int) or bits <= 0 or bits % 8:
+        raise ConfigError(f"register: hasher {name!r}: bits must be a positive multiple of 8, got {bits!r}")
+    _REGISTRY.put(name, cls, origin)
+    return cls
+
+
+def unregister(name: str) -> None:
+    """Remove a registered plugin hasher (built-ins stay)."""
+    if _REGISTRY.taken_by(name) in (None, "built-in"):
+        raise ConfigError(f"unregister: {name!r} is not a registered plugin hasher")
+    _REGISTRY.remove(name)
+
+
+def hasher_origin(name: str) -> str:
+    """``"built-in"``, ``"plugin <distribution>"`` or ``"registered"``."""
+    if name not in HASHERS:
+        raise ConfigError(f"unknown hasher {name!r}; known hashers: {', '.join(sorted(HASHERS))}")
+    return _REGISTRY.origin(name)
 
 
 def get_hasher(name: str, **params: Any) -> Hasher:

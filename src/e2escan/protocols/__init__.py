@@ -26,13 +26,11 @@ one-line warning naming the entry point; it never breaks the built-ins.
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Mapping
-from importlib import metadata
-from types import MappingProxyType
 from typing import Any
 
 from ..errors import ProtocolError
+from ..plugins import Registry
 from .base import (
     LeakageProfile,
     MatchServer,
@@ -66,12 +64,19 @@ _BUILT_IN: tuple[Protocol, ...] = (
 BUILT_IN: tuple[str, ...] = tuple(p.name for p in _BUILT_IN)
 ENTRY_POINT_GROUP = "e2escan.protocols"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-_REGISTRY: dict[str, Protocol] = {p.name: p for p in _BUILT_IN}
-_ORIGIN: dict[str, str] = {p.name: "built-in" for p in _BUILT_IN}
+
+
+def _register_entry_point(loaded: Any, origin: str) -> None:
+    register(loaded, origin=origin)
+
+
+_REGISTRY: Registry[Protocol] = Registry(ENTRY_POINT_GROUP, "protocol", _register_entry_point)
+for _p in _BUILT_IN:
+    _REGISTRY.put(_p.name, _p, "built-in")
 
 #: Every registered protocol by name: the built-ins in a stable order, then plugins as registered.
-#: A read-only live view: a protocol registered later appears here too.
-PROTOCOLS: Mapping[str, Protocol] = MappingProxyType(_REGISTRY)
+#: Read-only; installed plugins (entry-point group ``e2escan.protocols``) load on first use.
+PROTOCOLS: Mapping[str, Protocol] = _REGISTRY
 
 
 def register(protocol: type[Protocol] | Protocol, *, origin: str = "registered", replace: bool = False) -> Protocol:
@@ -99,38 +104,24 @@ def register(protocol: type[Protocol] | Protocol, *, origin: str = "registered",
         raise ProtocolError(f"register: protocol {name!r}: Params() with its defaults fails: {exc}") from None
     if not isinstance(getattr(type(instance), "LEAKAGE", None), LeakageProfile):
         raise ProtocolError(f"register: protocol {name!r}: LEAKAGE must be a LeakageProfile")
-    if name in _REGISTRY and (_ORIGIN[name] == "built-in" or not replace):
-        raise ProtocolError(f"register: a protocol named {name!r} is already registered ({_ORIGIN[name]})")
-    _REGISTRY[name] = instance
-    _ORIGIN[name] = origin
+    taken = _REGISTRY.taken_by(name)
+    if taken is not None and (taken == "built-in" or not replace):
+        raise ProtocolError(f"register: a protocol named {name!r} is already registered ({taken})")
+    _REGISTRY.put(name, instance, origin)
     return instance
 
 
 def unregister(name: str) -> None:
     """Remove a registered plugin (built-ins stay); :class:`ProtocolError` if ``name`` is not a plugin."""
-    if _ORIGIN.get(name, "built-in") == "built-in":
+    if _REGISTRY.taken_by(name) in (None, "built-in"):
         raise ProtocolError(f"unregister: {name!r} is not a registered plugin")
-    del _REGISTRY[name], _ORIGIN[name]
+    _REGISTRY.remove(name)
 
 
 def origin(name: str) -> str:
     """Where protocol ``name`` comes from: ``"built-in"``, ``"plugin <distribution>"`` or ``"registered"``."""
     get_protocol(name)
-    return _ORIGIN[name]
-
-
-def _load_entry_points() -> None:
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist = ep.dist.name if ep.dist is not None else "unknown distribution"
-        try:
-            loaded: Any = ep.load()
-            register(loaded, origin=f"plugin {dist}")
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the built-ins
-            warnings.warn(
-                f"e2escan: protocol plugin {ep.name!r} ({ep.value}, from {dist}) not loaded: {exc}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+    return _REGISTRY.origin(name)
 
 
 def get_protocol(name: str) -> Protocol:
@@ -140,8 +131,6 @@ def get_protocol(name: str) -> Protocol:
     except (KeyError, TypeError):
         raise ProtocolError(f"unknown protocol {name!r}; registered: {', '.join(PROTOCOLS)}") from None
 
-
-_load_entry_points()
 
 __all__ = [
     "BUILT_IN",

@@ -2,7 +2,9 @@
 
 A protocol variant in its own package: a ``Params`` subclass with its own
 name, a ``Protocol`` subclass, its specification beside it, and one entry point
-in ``pyproject.toml``. Nothing inside e2escan is edited.
+in ``pyproject.toml``. The package also adds a hasher (``ahash-16``, aHash on a
+16 x 16 grid: 256 bits) through the ``e2escan.hashers`` group. Nothing inside
+e2escan is edited.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from e2escan.hashing import AverageHasher
 from e2escan.protocols.tpsi_ad import TpsiAdParams, TpsiAdProtocol
 
 NAME = "tpsi-ad-three-hash"
@@ -32,3 +35,11 @@ class ThreeHashProtocol(TpsiAdProtocol):
     @property
     def spec(self) -> str:
         return str(Path(__file__).with_name("spec.md"))
+
+
+@dataclass(frozen=True)
+class AverageHasher16(AverageHasher):
+    """aHash on a 16 x 16 grid (256 bits)."""
+
+    name: ClassVar[str] = "ahash-16"
+    hash_size: int = 16
