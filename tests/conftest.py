@@ -1,0 +1,31 @@
+"""Suite-wide configuration: the ``slow`` marker for tests measured above about a second.
+
+``pytest -m "not slow" -q -n 2`` is the fast lane while editing; the README's
+command (the full suite) runs everything. Tests that carry
+``@pytest.mark.slow`` in their own module are slow as well; the node ids below
+were measured with ``pytest --durations=0`` (call or fixture setup above one
+second on 2 cores) and are listed here rather than decorated one by one. An id
+without a ``[parameter]`` part covers every parametrisation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+_SLOW_FILE = Path(__file__).with_name("slow_tests.txt")
+
+
+def _slow_ids() -> tuple[str, ...]:
+    lines = _SLOW_FILE.read_text().splitlines() if _SLOW_FILE.is_file() else []
+    return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow = _slow_ids()
+    for item in items:
+        nodeid = item.nodeid
+        base = nodeid.split("[", 1)[0]
+        if nodeid in slow or base in slow:
+            item.add_marker(pytest.mark.slow)
