@@ -4,7 +4,7 @@
 command (the full suite) runs everything. Tests that carry
 ``@pytest.mark.slow`` in their own module are slow as well; the node ids below
 were measured with ``pytest --durations=0`` (call or fixture setup above one
-second on 2 cores) and are listed here rather than decorated one by one. An id
+second, or half a second, on 2 cores) and are listed here rather than decorated one by one. An id
 without a ``[parameter]`` part covers every parametrisation.
 """
 

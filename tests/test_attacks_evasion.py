@@ -15,11 +15,11 @@ from e2escan.attacks import (
     BlackBoxParams,
     SsimReference,
     evade,
+    evasion,
     psnr,
     ssim,
     whitebox_supported,
 )
-from e2escan.attacks import evasion
 from e2escan.attacks.evasion import PDQ_MIN_QUALITY, dct_model
 from e2escan.attacks.quality import SSIM_WINDOW, ssim_window
 from e2escan.errors import ConfigError, ImageError
