@@ -83,7 +83,7 @@ def test_opened_count_test_against_simulation():
 
 
 def test_direct_computation_rejects_bad_probabilities():
-    with pytest.raises(ConfigError, match="per_copy = 1.5"):
+    with pytest.raises(ConfigError, match="per_copy must be a probability in \\[0, 1\\], got 1.5"):
         revealed_probability(1.5, 3, 1)
     with pytest.raises(ConfigError, match="synthetic_probability"):
         opened_count_test(0.5, 3, 1, -0.1, 0.01)

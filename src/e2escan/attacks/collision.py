@@ -24,7 +24,6 @@ deterministic for a seed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +33,7 @@ from PIL import Image
 from ..errors import ConfigError
 from ..hashing import Hasher, PerceptualHash
 from ..metrics import false_flag_probability
+from ..metrics.probability import check_probability, log_binomial_pmf
 from .evasion import (
     BlackBoxParams,
     HashSearch,
@@ -155,25 +155,10 @@ def collide(
     )
 
 
-def _log_binomial_pmf(k: int, n: int, p: float) -> float:
-    if p == 0.0:
-        return 0.0 if k == 0 else -math.inf
-    if p == 1.0:
-        return 0.0 if k == n else -math.inf
-    log_choose = math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-    return log_choose + k * math.log(p) + (n - k) * math.log1p(-p)
-
-
 def _check_count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ConfigError(f"{name} must be a non-negative int, got {value!r}")
     return int(value)
-
-
-def _check_probability(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name} must be a probability in [0, 1], got {value!r}")
-    return float(value)
 
 
 def targeted_flag_probability(
@@ -208,15 +193,15 @@ def targeted_flag_probability(
     resizing) and that land in the scanned set.
     """
     k = _check_count("images_sent", images_sent)
-    s = _check_probability("per_image_success", per_image_success)
+    s = check_probability("per_image_success", per_image_success)
     n = _check_count("innocent_images", innocent_images)
-    p = _check_probability("innocent_rate", innocent_rate)
+    p = check_probability("innocent_rate", innocent_rate)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)):
         raise ConfigError(f"threshold must be an int, got {threshold!r}")
     t = int(threshold)
     if t <= 0:
         return 1.0
     crafted = np.arange(k + 1)
-    weights = np.exp([_log_binomial_pmf(j, k, s) for j in range(k + 1)])
+    weights = np.exp([log_binomial_pmf(j, k, s) for j in range(k + 1)])
     innocent_tail = np.asarray(false_flag_probability(n, p, t - crafted), dtype=np.float64)
     return float(min(1.0, np.dot(weights, innocent_tail)))

@@ -87,6 +87,7 @@ from ..hashing._popcount import popcount_rows
 from ..images import TransformChain, TransformStep, image_rng, synthetic_image
 from ..images.scenes import ViewModel, render_view, synthetic_scene
 from ..metrics import false_flag_probability
+from ..metrics.probability import Z_999, binomial_pmf, check_probability
 from ..metrics.rates import clustered_proportion, proportion
 from ..protocols.tpsi_ad import seeded_coin
 
@@ -324,25 +325,12 @@ def revealed_probability(per_copy: float, copies: int, threshold: int | None, sy
     ``per_copy`` and a synthetic voucher replaces a real one with probability
     ``synthetic_probability``. ``threshold=None`` (no threshold) means ``t = 1``.
     """
-    _check_probability("per_copy", per_copy)
-    _check_probability("synthetic_probability", synthetic_probability)
+    check_probability("per_copy", per_copy)
+    check_probability("synthetic_probability", synthetic_probability)
     t = 1 if threshold is None else int(threshold)
     return float(false_flag_probability(int(copies), per_copy * (1.0 - synthetic_probability), t))
 
 
-def _check_probability(name: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name} = {value} must be a probability in [0, 1]")
-
-
-def _binomial_pmf(n: int, p: float) -> np.ndarray:
-    k = np.arange(n + 1)
-    if p <= 0.0:
-        return (k == 0).astype(float)
-    if p >= 1.0:
-        return (k == n).astype(float)
-    log = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k])
-    return np.exp(log + k * math.log(p) + (n - k) * math.log1p(-p))
 
 
 @dataclass(frozen=True)
@@ -371,13 +359,13 @@ def opened_count_test(
     synthetic capacity (``s`` times the vouchers well below it) and other
     images do not match the poisoned entries.
     """
-    _check_probability("per_copy", per_copy)
-    _check_probability("synthetic_probability", synthetic_probability)
-    _check_probability("max_false_positive", max_false_positive)
+    check_probability("per_copy", per_copy)
+    check_probability("synthetic_probability", synthetic_probability)
+    check_probability("max_false_positive", max_false_positive)
     s = synthetic_probability
     n = copies + other_images
-    null = _binomial_pmf(n, s)
-    holder = np.convolve(_binomial_pmf(copies, per_copy + (1 - per_copy) * s), _binomial_pmf(other_images, s))
+    null = binomial_pmf(n, s)
+    holder = np.convolve(binomial_pmf(copies, per_copy + (1 - per_copy) * s), binomial_pmf(other_images, s))
     null_tail = np.cumsum(null[::-1])[::-1]  # P[opened >= c]
     holder_tail = np.cumsum(holder[::-1])[::-1]
     ok = np.flatnonzero(null_tail <= max_false_positive + 1e-15)
@@ -489,7 +477,7 @@ def holder_revealed_probability(
     if w.shape != q.shape or w.ndim != 1 or not np.isclose(w.sum(), 1.0) or (w < 0).any():
         raise ConfigError(f"holder_revealed_probability: shares must be one weight per family summing to 1, got {w}")
     for value in q:
-        _check_probability("holder_revealed_probability: family rate", float(value))
+        check_probability("holder_revealed_probability: family rate", float(value))
     independent = revealed_probability(float(np.clip(w @ q, 0.0, 1.0)), copies, threshold, synthetic_probability)
     if correlation == 0.0:
         return independent
@@ -526,7 +514,7 @@ def simulate_revealed(
     coin. ``dedup = "hash"``: copies with equal hashes count once and share
     one coin, as the protocol's per-hash share abscissa and coin give.
     """
-    _check_probability("synthetic_probability", synthetic_probability)
+    check_probability("synthetic_probability", synthetic_probability)
     if dedup not in DEDUP_MODES:
         raise ConfigError(f"dedup = {dedup!r}; accepted: {', '.join(DEDUP_MODES)}")
     if holders < 1:
@@ -746,8 +734,8 @@ class PoisoningExperiment:
             if not 0.0 <= f <= 1.0:
                 raise ConfigError(f"PoisoningExperiment: poison fraction {f} must lie in [0, 1]")
         for s in self.synthetic_grid:
-            _check_probability("PoisoningExperiment.synthetic_grid entry", s)
-        _check_probability("PoisoningExperiment.max_false_positive", self.max_false_positive)
+            check_probability("PoisoningExperiment.synthetic_grid entry", s)
+        check_probability("PoisoningExperiment.max_false_positive", self.max_false_positive)
         if any(m < 1 for m in self.copies_held):
             raise ConfigError(f"PoisoningExperiment.copies_held must list counts >= 1, got {self.copies_held}")
         for name in ("correlations", "run_correlations"):
@@ -1056,9 +1044,9 @@ def _run_row(proto, put, params, radius, threshold, fraction, m, rho, experiment
         opened_model = float(np.mean([_holder_opened_detection(p, m, experiment.other_images, s, alpha, rho) for p in pools]))
     else:
         opened_model = float("nan")
-    measured = proportion(int(revealed[holder].sum()), int(holder.sum()), z=3.2905)
-    test = proportion(int((opened[holder] >= cut).sum()), int(holder.sum()), z=3.2905)
-    false_pos = proportion(int((opened[~holder] >= cut).sum()), int((~holder).sum()), z=3.2905)
+    measured = proportion(int(revealed[holder].sum()), int(holder.sum()), z=Z_999)
+    test = proportion(int((opened[holder] >= cut).sum()), int(holder.sum()), z=Z_999)
+    false_pos = proportion(int((opened[~holder] >= cut).sum()), int((~holder).sum()), z=Z_999)
     return {
         "protocol": put.label,
         "radius": radius,

@@ -48,6 +48,7 @@ from ..crypto.cuckoo import CuckooLayout, CuckooTable
 from ..errors import ConfigError, DecodeError, ProtocolError
 from ..hashing import HashArray
 from ..metrics.leakage import LeakageEstimate, estimate
+from ..metrics.probability import binomial_pmf
 from ..protocols.events import decode_event, replay
 
 __all__ = [
@@ -90,9 +91,7 @@ def expected_synthetic(vouchers: int, synthetic_probability: float, capacity: in
     if s in (0.0, 1.0):
         return float(min(round(n * s), capacity))
     k = np.arange(n + 1)
-    log = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k])
-    pmf = np.exp(log + k * math.log(s) + (n - k) * math.log1p(-s))
-    return float((np.minimum(k, capacity) * pmf).sum())
+    return float((np.minimum(k, capacity) * binomial_pmf(n, s)).sum())
 
 
 def estimate_true_matches(
