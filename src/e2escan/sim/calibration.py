@@ -43,7 +43,7 @@ from ..errors import ScenarioError
 from ..hashing import HashArray, TailFit, fit_lower_tail, get_hasher
 from ..images import image_rng, synthetic_image
 from ..results import provenance, write_json
-from .content import chain_for
+from .content import chain_for, encode_attachment
 
 CALIBRATION_VERSION = 1
 MIN_TAIL_PAIRS = 10
@@ -51,12 +51,7 @@ MIN_TAIL_PAIRS = 10
 
 def encode_decode(image: Image.Image, encoding: str) -> Image.Image:
     """The attachment round trip a device's image goes through before it is hashed."""
-    buf = io.BytesIO()
-    if encoding == "jpeg":
-        image.convert("RGB").save(buf, format="JPEG", quality=90)
-    else:
-        image.save(buf, format="PNG", compress_level=1)
-    return Image.open(io.BytesIO(buf.getvalue()))
+    return Image.open(io.BytesIO(encode_attachment(image, encoding)))
 
 
 @functools.lru_cache(maxsize=32)

@@ -28,6 +28,20 @@ def chain_for(spec: str) -> TransformChain:
     return parse_chain("identity" if spec.strip() in ("none", "identity", "") else spec)
 
 
+
+def encode_attachment(image: Image.Image, encoding: str) -> bytes:
+    """The attachment bytes for ``image``: JPEG at quality 90 (``"jpeg"``) or PNG (``"png"``).
+
+    The one definition of the scenario's attachment encoding: the faithful path sends these
+    bytes, and the calibration (:func:`e2escan.sim.calibration.encode_decode`) hashes their decoding.
+    """
+    buf = io.BytesIO()
+    if encoding == "jpeg":
+        image.convert("RGB").save(buf, format="JPEG", quality=90)
+    else:
+        image.save(buf, format="PNG", compress_level=1)  # lossless at any level; level 1 is fast
+    return buf.getvalue()
+
 class ContentSource:
     def __init__(self, cfg: Content, traffic: Traffic, rng: np.random.Generator) -> None:
         self.cfg = cfg
@@ -98,9 +112,4 @@ class ContentSource:
         return self._base(POPULAR, index)
 
     def encode(self, image: Image.Image) -> bytes:
-        buf = io.BytesIO()
-        if self.cfg.encoding == "jpeg":
-            image.convert("RGB").save(buf, format="JPEG", quality=90)
-        else:
-            image.save(buf, format="PNG", compress_level=1)  # lossless at any level; level 1 is fast
-        return buf.getvalue()
+        return encode_attachment(image, self.cfg.encoding)
