@@ -31,7 +31,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from ..errors import ConfigError, InvalidPointError, ProtocolError, VoucherError
-from ..hashing import HashArray, PerceptualHash
+from ..hashing import HammingIndex, HashArray, PerceptualHash
 
 if TYPE_CHECKING:
     from .ideal import IdealFunctionality
@@ -403,10 +403,10 @@ class Protocol(abc.ABC):
         """
         self._check_params(params)
         radius = self.match_radius(params)
-        db = check_database(database, f"{self.name}.plaintext_matcher")
+        index = HammingIndex(check_database(database, f"{self.name}.plaintext_matcher"), threads=1)
 
         def match(h: PerceptualHash) -> tuple[bool, int]:
-            d = int(db.distances_to(h).min())
+            d = int(index.knn(h, 1)[1][0, 0])
             return d <= radius, d
 
         return match

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..crypto.codec import FieldSpec, Schema, read_u32, u32
 from ..errors import ProtocolError, VoucherError
-from ..hashing import HashArray, PerceptualHash
+from ..hashing import HammingIndex, HashArray, PerceptualHash
 from .base import (
     LeakageProfile,
     PerVoucherMatchServer,
@@ -111,13 +111,15 @@ class PlaintextServer(PerVoucherMatchServer):
         self.bits = database.bits
         self._db = HashArray.frombytes(b"".join(unique_rows(database)), database.bits)
         self._exact = {row.tobytes() for row in self._db.data}
+        self._index = HammingIndex(self._db, threads=1)
         self._schema = _voucher_schema(self.bits, params.payload_size)
         super().__init__()
 
     def _nearest(self, data: bytes) -> int:
+        """Distance to the nearest database hash (:class:`~e2escan.hashing.HammingIndex`, exact)."""
         if data in self._exact:
             return 0
-        return int(self._db.distances_to(PerceptualHash(self.bits, data)).min())
+        return int(self._index.knn(PerceptualHash(self.bits, data), 1)[1][0, 0])
 
     def ingest(self, account: str, voucher: bytes) -> Mapping[str, object]:
         check_account(account)
