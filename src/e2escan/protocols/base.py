@@ -401,7 +401,7 @@ class Protocol(abc.ABC):
         uses it to label images. It ignores synthetic vouchers (which lose a
         matching image with probability ``synthetic_probability``).
         """
-        self._check_params(params)
+        self.check_params(params)
         radius = self.match_radius(params)
         index = HammingIndex(check_database(database, f"{self.name}.plaintext_matcher"), threads=1)
 
@@ -418,7 +418,6 @@ class Protocol(abc.ABC):
                 f"{self.name}: expected {self.Params.__qualname__}, got {type(params).__qualname__}"
             )
 
-    _check_params = check_params
 
     def table_server(self, state: Any, params: ProtocolParams) -> tuple[MatchServer, bytes]:
         """A server and its public bytes for a blinded table ``state`` built outside :meth:`server_setup`.

@@ -204,7 +204,7 @@ class TpsiAdMultiprobeProtocol(TpsiAdProtocol):
     PUBLIC_MAGIC = b"E2TM"
 
     def client(self, public: bytes, params: Any) -> TpsiAdMultiprobeScanner:
-        self._check_params(params)
+        self.check_params(params)
         return TpsiAdMultiprobeScanner(self.name, self.PUBLIC_MAGIC, public, params)
 
     def statistical_model(self, params: ProtocolParams) -> StatisticalModel:
@@ -213,7 +213,7 @@ class TpsiAdMultiprobeProtocol(TpsiAdProtocol):
 
     def expected_openings(self, database: HashArray, params: Any) -> Callable[[PerceptualHash, bool], int]:
         """Pairs a real voucher opens: the database hashes among its probes (fixed ``probe_order``, no hint)."""
-        self._check_params(params)
+        self.check_params(params)
         assert isinstance(params, TpsiAdMultiprobeParams)
         members = {row.tobytes() for row in database.data}
         order = params.probe_order or tuple(range(database.bits))
@@ -234,7 +234,7 @@ class TpsiAdMultiprobeProtocol(TpsiAdProtocol):
         for those, call :func:`multiprobe_matches` with the positions
         :meth:`TpsiAdMultiprobeScanner.probe_positions` returns.
         """
-        self._check_params(params)
+        self.check_params(params)
         assert isinstance(params, TpsiAdMultiprobeParams)
         db = database
         order = params.probe_order or tuple(range(db.bits))

@@ -149,7 +149,7 @@ class PlaintextProtocol(Protocol):
     LEAKAGE = LEAKAGE
 
     def server_setup(self, database: HashArray, params: ProtocolParams, rng: Any = None) -> tuple[PlaintextServer, bytes]:
-        self._check_params(params)
+        self.check_params(params)
         assert isinstance(params, PlaintextParams)
         check_database(database, "plaintext.server_setup")
         server = PlaintextServer(database, params)
@@ -165,7 +165,7 @@ class PlaintextProtocol(Protocol):
         return params.payload_size
 
     def statistical_model(self, params: ProtocolParams) -> StatisticalModel:
-        self._check_params(params)
+        self.check_params(params)
         return StatisticalModel(radius=self.match_radius(params), threshold=1, reveals_each_match=True)
 
     def wire_sizes(self, params: ProtocolParams, database_hashes: int, bits: int = 64,
@@ -180,7 +180,7 @@ class PlaintextProtocol(Protocol):
 
     def ideal_functionality(self, params: ProtocolParams, hash_bits: int) -> IdealFunctionality:
         """Everything is declared: the voucher is the hash and the payload in the clear, and the server's match."""
-        self._check_params(params)
+        self.check_params(params)
         assert isinstance(params, PlaintextParams)
         schema = _voucher_schema(hash_bits, params.payload_size)
 
@@ -205,7 +205,7 @@ class PlaintextProtocol(Protocol):
         )
 
     def client(self, public: bytes, params: ProtocolParams) -> PlaintextScanner:
-        self._check_params(params)
+        self.check_params(params)
         assert isinstance(params, PlaintextParams)
         return PlaintextScanner(public, params)
 

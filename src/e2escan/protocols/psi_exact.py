@@ -221,7 +221,7 @@ class PsiExactProtocol(Protocol):
     def server_setup(
         self, database: HashArray, params: ProtocolParams, rng: Any = None, *, progress: bool = False
     ) -> tuple[PsiExactServer, bytes]:
-        self._check_params(params)
+        self.check_params(params)
         assert isinstance(params, PsiExactParams)
         check_database(database, f"{NAME}.server_setup")
         state = build_blinded_table(
@@ -237,7 +237,7 @@ class PsiExactProtocol(Protocol):
         return PsiExactServer(state, params), state.public.encode(PUBLIC_MAGIC)
 
     def ideal_functionality(self, params: ProtocolParams, hash_bits: int) -> IdealFunctionality:
-        self._check_params(params)
+        self.check_params(params)
         assert isinstance(params, PsiExactParams)
         return ideal_functionality(params)
 
@@ -246,7 +246,7 @@ class PsiExactProtocol(Protocol):
         return params.payload_size
 
     def statistical_model(self, params: ProtocolParams) -> StatisticalModel:
-        self._check_params(params)
+        self.check_params(params)
         return StatisticalModel(radius=0, threshold=1, reveals_each_match=True)
 
     def wire_sizes(self, params: ProtocolParams, database_hashes: int, bits: int = 64,
@@ -257,7 +257,7 @@ class PsiExactProtocol(Protocol):
         return wire_sizes(database_hashes, params.cuckoo_load, params.stash_size, voucher_schema(params))
 
     def client(self, public: bytes, params: ProtocolParams) -> PsiExactScanner:
-        self._check_params(params)
+        self.check_params(params)
         assert isinstance(params, PsiExactParams)
         return PsiExactScanner(public, params)
 

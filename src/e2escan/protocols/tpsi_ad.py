@@ -119,7 +119,7 @@ class TpsiAdProtocol(Protocol):
         return params.synthetic_capacity
 
     def statistical_model(self, params: ProtocolParams) -> StatisticalModel:
-        self._check_params(params)
+        self.check_params(params)
         assert isinstance(params, TpsiAdParams)
         return StatisticalModel(radius=self.match_radius(params), threshold=params.threshold,
                                 copies_once=self.counts_copies_once(params),
@@ -144,24 +144,24 @@ class TpsiAdProtocol(Protocol):
         client.coin_source = seeded_coin(rng, params.dedup == "hash")
 
     def threshold(self, params: ProtocolParams) -> int | None:
-        self._check_params(params)
+        self.check_params(params)
         assert isinstance(params, TpsiAdParams)
         return params.threshold
 
     def counts_copies_once(self, params: ProtocolParams) -> bool:
-        self._check_params(params)
+        self.check_params(params)
         assert isinstance(params, TpsiAdParams)
         return params.dedup == "hash"
 
     def ideal_functionality(self, params: ProtocolParams, hash_bits: int) -> IdealFunctionality:
-        self._check_params(params)
+        self.check_params(params)
         assert isinstance(params, TpsiAdParams)
         return ideal_functionality(params)
 
     def server_setup(
         self, database: HashArray, params: ProtocolParams, rng: Any = None, *, progress: bool = False
     ) -> tuple[TpsiAdServer, bytes]:
-        self._check_params(params)
+        self.check_params(params)
         assert isinstance(params, TpsiAdParams)
         check_database(database, f"{self.name}.server_setup")
         state = build_blinded_table(
@@ -182,6 +182,6 @@ class TpsiAdProtocol(Protocol):
         return TpsiAdServer(state, params), state.public.encode(self.PUBLIC_MAGIC)
 
     def client(self, public: bytes, params: ProtocolParams) -> TpsiAdScanner:
-        self._check_params(params)
+        self.check_params(params)
         assert isinstance(params, TpsiAdParams)
         return TpsiAdScanner(self.name, self.PUBLIC_MAGIC, public, params)
