@@ -10,8 +10,6 @@ server with the check removed.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -174,21 +172,28 @@ def test_server_refuses_a_non_canonical_field_element(database: HashArray, monke
     assert not _non_canonical_is_refused(database, monkeypatch)
 
 
+def _ingest_with_repeated_x0(database: HashArray, monkeypatch: pytest.MonkeyPatch):
+    """One honest voucher, then two whose detectable-hash abscissa x0 is forced to the same value."""
+    server, client = _setup(database)
+    server.ingest("a", client.scan(database[0], payload=b"0"))
+    with monkeypatch.context() as m:
+        m.setattr(tpsi_ad.smallfield, "element_from_bytes", lambda data: 12345)  # x0 = PRF(...) mod p, forced
+        vouchers = [client.scan(database[i], payload=b"%d" % i) for i in (1, 2)]
+    for v in vouchers:
+        server.ingest("a", v)
+    return server
+
+
 def test_a_repeated_x0_under_a_new_share_is_not_counted(database: HashArray, monkeypatch: pytest.MonkeyPatch) -> None:
     """A device repeating its detectable-hash abscissa: the server neither fails nor counts the second share."""
-    server, client = _setup(database)
-    fixed = hashlib.blake2b(b"fixed", digest_size=16).digest()
-    honest_fkey = client._fkey
-    server.ingest("a", client.scan(database[0], payload=b"0"))
-    client._fkey = fixed  # x0 = PRF(fkey, x): a new key for the next two, chosen so that they collide
-    monkeypatch.setattr(tpsi_ad.smallfield, "element_from_bytes", lambda data: 12345)
-    server.ingest("a", client.scan(database[1], payload=b"1"))
-    server.ingest("a", client.scan(database[2], payload=b"2"))
-    monkeypatch.undo()
-    client._fkey = honest_fkey
+    server = _ingest_with_repeated_x0(database, monkeypatch)
     assert server.account_view("a")["distinct_opened"] == 3
     # Three shares opened, but only two distinct x0 reached the detector: no reveal at t = 3.
     assert not server.reveal("a").over_threshold
+    # Against a server without the repeated-x0 guard, the same vouchers break ingestion.
+    monkeypatch.setattr(shamir.GenuineDetector, "seen", lambda self, x: False)
+    with pytest.raises(SecretSharingError, match="distinct x"):
+        _ingest_with_repeated_x0(database, monkeypatch)
 
 
 @pytest.mark.slow

@@ -9,19 +9,23 @@ with one warning naming its entry point and distribution.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
 class Registry(Mapping[str, T], Generic[T]):
     """Name -> registered object, with each name's origin (``built-in``, ``plugin <dist>``, ``registered``)."""
 
-    def __init__(self, group: str, kind: str, register: Callable[[Any, str], Any]) -> None:
-        self.group, self.kind = group, kind
+    def __init__(
+        self, group: str, kind: str, register: Callable[[Any, str], Any], error: type[Exception]
+    ) -> None:
+        self.group, self.kind, self.error = group, kind, error
         self._data: dict[str, T] = {}
         self._origin: dict[str, str] = {}
         self._register = register
@@ -49,15 +53,24 @@ class Registry(Mapping[str, T], Generic[T]):
         self.load_plugins()
         return self._origin[name]
 
-    def taken_by(self, name: str) -> str | None:
-        """The origin of ``name`` if it is registered (without loading plugins), else ``None``."""
-        return self._origin.get(name)
+    def check_name(self, name: object, owner: str) -> str:
+        """``name`` if it is kebab-case (a-z, 0-9, -; at most 64 characters), else :attr:`error` naming ``owner``."""
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise self.error(f"register: {owner}.name must be kebab-case (a-z, 0-9, -), got {name!r}")
+        return name
 
-    def put(self, name: str, value: T, origin: str) -> None:
+    def add(self, name: str, value: T, origin: str, *, replace: bool = False) -> None:
+        """Register ``value``; a taken name is :attr:`error` unless ``replace`` (a built-in is never replaced)."""
+        taken = self._origin.get(name)
+        if taken is not None and (taken == "built-in" or not replace):
+            raise self.error(f"register: a {self.kind} named {name!r} is already registered ({taken})")
         self._data[name] = value
         self._origin[name] = origin
 
-    def remove(self, name: str) -> None:
+    def unregister(self, name: str) -> None:
+        """Remove a registered plugin; built-ins stay, and any other name is :attr:`error`."""
+        if self._origin.get(name) in (None, "built-in"):
+            raise self.error(f"unregister: {name!r} is not a registered plugin {self.kind}")
         del self._data[name], self._origin[name]
 
     def load_plugins(self) -> None:

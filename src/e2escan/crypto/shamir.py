@@ -342,16 +342,16 @@ class GenuineDetector:
 
     def add(self, x: bytes, values: Sequence[bytes]) -> None:
         """Append the row ``(x, values)`` (little-endian field elements below the modulus); ``x`` must be new."""
-        xi = _int(x)
-        if xi >= self.modulus or any(_int(v) >= self.modulus for v in values):
+        xi, ys = _int(x), [_int(v) for v in values]  # each value converted once
+        if xi >= self.modulus or any(y >= self.modulus for y in ys):
             raise SecretSharingError("detect_genuine: every value must be a field element below the modulus")
         if xi in self._seen:
             raise SecretSharingError("detect_genuine: rows must have distinct x")
-        if len(values) != self.width:
+        if len(ys) != self.width:
             raise SecretSharingError("detect_genuine: every row must have the same number of values")
         self._xs.append(xi)
         self._seen.add(xi)
-        self._window_ys.append([_int(v) for v in values])
+        self._window_ys.append(ys)
         n, k, mod = len(self._xs), self.k, self.modulus
         if n < k:
             return

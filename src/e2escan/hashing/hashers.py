@@ -25,7 +25,6 @@ The packed bytes are ``np.packbits(vector)``; the vector is recovered with
 from __future__ import annotations
 
 import dataclasses
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -331,16 +330,15 @@ _BUILT_IN_HASHERS = (AverageHasher, DifferenceHasher, DctHasher, WaveletHasher, 
 BUILT_IN_HASHERS: tuple[str, ...] = tuple(cls.name for cls in _BUILT_IN_HASHERS)
 #: Entry-point group through which installed distributions add hashers.
 HASHER_ENTRY_POINT_GROUP = "e2escan.hashers"
-_HASHER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
 def _register_entry_point(loaded: Any, origin: str) -> None:
     register(loaded, origin=origin)
 
 
-_REGISTRY: Registry[type[Hasher]] = Registry(HASHER_ENTRY_POINT_GROUP, "hasher", _register_entry_point)
+_REGISTRY: Registry[type[Hasher]] = Registry(HASHER_ENTRY_POINT_GROUP, "hasher", _register_entry_point, ConfigError)
 for _cls in _BUILT_IN_HASHERS:
-    _REGISTRY.put(_cls.name, _cls, "built-in")
+    _REGISTRY.add(_cls.name, _cls, "built-in")
 
 #: Every registered hasher class by name: the built-ins, then plugins. Read-only; installed
 #: plugins (entry-point group ``e2escan.hashers``) load on first use.
@@ -356,27 +354,20 @@ def register(cls: type[Hasher], *, origin: str = "registered", replace: bool = F
     """
     if not (isinstance(cls, type) and issubclass(cls, Hasher) and dataclasses.is_dataclass(cls)):
         raise ConfigError(f"register: expected a Hasher subclass that is a dataclass, got {cls!r}")
-    name = cls.name if isinstance(getattr(cls, "name", None), str) else None
-    if name is None or not _HASHER_NAME.match(name):
-        raise ConfigError(f"register: {cls.__name__}.name must be kebab-case (a-z, 0-9, -), got {name!r}")
-    taken = _REGISTRY.taken_by(name)
-    if taken is not None and (taken == "built-in" or not replace):
-        raise ConfigError(f"register: a hasher named {name!r} is already registered ({taken})")
+    name = _REGISTRY.check_name(getattr(cls, "name", None), cls.__name__)
     try:
         bits = cls().bits
     except Exception as exc:  # noqa: BLE001 - any failure of the defaults is the plugin's error
         raise ConfigError(f"register: hasher {name!r}: constructing it with its defaults fails: {exc}") from None
     if not isinstance(bits, int) or bits <= 0 or bits % 8:
         raise ConfigError(f"register: hasher {name!r}: bits must be a positive multiple of 8, got {bits!r}")
-    _REGISTRY.put(name, cls, origin)
+    _REGISTRY.add(name, cls, origin, replace=replace)
     return cls
 
 
 def unregister(name: str) -> None:
     """Remove a registered plugin hasher (built-ins stay)."""
-    if _REGISTRY.taken_by(name) in (None, "built-in"):
-        raise ConfigError(f"unregister: {name!r} is not a registered plugin hasher")
-    _REGISTRY.remove(name)
+    _REGISTRY.unregister(name)
 
 
 def hasher_origin(name: str) -> str:

@@ -25,7 +25,6 @@ one-line warning naming the entry point; it never breaks the built-ins.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,16 +62,15 @@ _BUILT_IN: tuple[Protocol, ...] = (
 #: Names of the built-in protocols (what the shipped presets, papers and expected outputs cover).
 BUILT_IN: tuple[str, ...] = tuple(p.name for p in _BUILT_IN)
 ENTRY_POINT_GROUP = "e2escan.protocols"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
 def _register_entry_point(loaded: Any, origin: str) -> None:
     register(loaded, origin=origin)
 
 
-_REGISTRY: Registry[Protocol] = Registry(ENTRY_POINT_GROUP, "protocol", _register_entry_point)
+_REGISTRY: Registry[Protocol] = Registry(ENTRY_POINT_GROUP, "protocol", _register_entry_point, ProtocolError)
 for _p in _BUILT_IN:
-    _REGISTRY.put(_p.name, _p, "built-in")
+    _REGISTRY.add(_p.name, _p, "built-in")
 
 #: Every registered protocol by name: the built-ins in a stable order, then plugins as registered.
 #: Read-only; installed plugins (entry-point group ``e2escan.protocols``) load on first use.
@@ -90,9 +88,7 @@ def register(protocol: type[Protocol] | Protocol, *, origin: str = "registered",
     instance = protocol() if isinstance(protocol, type) and issubclass(protocol, Protocol) else protocol
     if not isinstance(instance, Protocol):
         raise ProtocolError(f"register: expected a Protocol subclass or instance, got {protocol!r}")
-    name = instance.name if isinstance(getattr(type(instance), "name", None), str) else None
-    if name is None or not _NAME.match(name):
-        raise ProtocolError(f"register: {type(instance).__name__}.name must be kebab-case (a-z, 0-9, -), got {name!r}")
+    name = _REGISTRY.check_name(getattr(type(instance), "name", None), type(instance).__name__)
     if not isinstance(getattr(type(instance), "summary", None), str):
         raise ProtocolError(f"register: protocol {name!r} needs a one-line `summary` string")
     params = getattr(type(instance), "Params", None)
@@ -104,18 +100,13 @@ def register(protocol: type[Protocol] | Protocol, *, origin: str = "registered",
         raise ProtocolError(f"register: protocol {name!r}: Params() with its defaults fails: {exc}") from None
     if not isinstance(getattr(type(instance), "LEAKAGE", None), LeakageProfile):
         raise ProtocolError(f"register: protocol {name!r}: LEAKAGE must be a LeakageProfile")
-    taken = _REGISTRY.taken_by(name)
-    if taken is not None and (taken == "built-in" or not replace):
-        raise ProtocolError(f"register: a protocol named {name!r} is already registered ({taken})")
-    _REGISTRY.put(name, instance, origin)
+    _REGISTRY.add(name, instance, origin, replace=replace)
     return instance
 
 
 def unregister(name: str) -> None:
     """Remove a registered plugin (built-ins stay); :class:`ProtocolError` if ``name`` is not a plugin."""
-    if _REGISTRY.taken_by(name) in (None, "built-in"):
-        raise ProtocolError(f"unregister: {name!r} is not a registered plugin")
-    _REGISTRY.remove(name)
+    _REGISTRY.unregister(name)
 
 
 def origin(name: str) -> str:
