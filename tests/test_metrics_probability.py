@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from e2escan.errors import ConfigError
-from e2escan.metrics.probability import Z_999, binomial_pmf, check_probability, log_binomial_pmf
+from e2escan.metrics.probability import (
+    Z_999,
+    binomial_pmf,
+    check_probability,
+    clopper_pearson,
+    log_binomial_pmf,
+    separation_power,
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -49,3 +56,33 @@ def test_check_probability_returns_a_float_and_z_is_the_999_quantile() -> None:
     assert check_probability("rate", np.float32(0.25)) == 0.25 and check_probability("rate", 1) == 1.0
     # Phi(Z_999) = 0.9995 to the precision given.
     assert abs(0.5 * math.erfc(-Z_999 / math.sqrt(2)) - 0.9995) < 1e-6
+
+
+def test_clopper_pearson_known_values_and_edges() -> None:
+    # 492 of 500: the beta quantiles Beta(0.025; 492, 9) and Beta(0.975; 493, 8).
+    low, high = clopper_pearson(492, 500)
+    assert low == pytest.approx(0.9687179983101469, abs=1e-12) and high == pytest.approx(0.9930676787975165, abs=1e-12)
+    assert clopper_pearson(0, 10)[0] == 0.0 and clopper_pearson(10, 10)[1] == 1.0
+    # 0 of n: upper bound 1 - (alpha/2)^(1/n).
+    assert clopper_pearson(0, 20)[1] == pytest.approx(1 - 0.025 ** (1 / 20), abs=1e-12)
+    with pytest.raises(ConfigError):
+        clopper_pearson(5, 3)
+
+
+@pytest.mark.parametrize("n", [5, 17, 40])
+def test_clopper_pearson_covers_at_least_its_level(n: int) -> None:
+    """Exact coverage over every outcome, at rates across (0, 1): never below 95% (the method is conservative)."""
+    intervals = [clopper_pearson(k, n) for k in range(n + 1)]
+    for p in np.linspace(0.01, 0.99, 37):
+        pmf = binomial_pmf(n, float(p))
+        coverage = sum(pmf[k] for k, (lo, hi) in enumerate(intervals) if lo <= p <= hi)
+        assert coverage >= 0.95 - 1e-9, (n, p, coverage)
+
+
+def test_separation_power_matches_a_direct_sum_and_grows_with_n() -> None:
+    small, large = separation_power(100, 0.999, 0.95), separation_power(500, 0.999, 0.95)
+    assert large["excludes_high_if_low"] > small["excludes_high_if_low"]
+    # Direct: P[upper CP bound < 0.999] when p = 0.95, over every outcome of 100 trials.
+    pmf = binomial_pmf(100, 0.95)
+    direct = sum(pmf[k] for k in range(101) if clopper_pearson(k, 100)[1] < 0.999)
+    assert small["excludes_high_if_low"] == pytest.approx(direct, abs=1e-9)

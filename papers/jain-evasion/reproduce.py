@@ -50,7 +50,6 @@ method, so the quick rows equal the full rows of the same images and budgets.
 from __future__ import annotations
 
 import io
-import math
 import sys
 import time
 from pathlib import Path
@@ -62,6 +61,7 @@ from PIL import Image
 from e2escan.attacks import GENERIC_GRID, PDQ_MIN_QUALITY, BlackBoxParams, evade
 from e2escan.hashing import HashArray, get_hasher
 from e2escan.images import image_rng, synthetic_image
+from e2escan.metrics.probability import clopper_pearson, separation_power
 from e2escan.results import save_figure, write_csv, write_json
 
 HASHERS = ("ahash", "dhash", "phash", "pdq")
@@ -433,59 +433,6 @@ def database_rows(fp) -> list[dict]:
 
 
 # --- the large-sample attack: success against budget and distortion, with exact intervals ---------------
-
-
-def _binomial_log_pmf(n: int, p: float) -> np.ndarray:
-    """log P[X = k] for k = 0..n, X ~ Binomial(n, p), 0 < p < 1."""
-    k = np.arange(n + 1)
-    log_choose = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k])
-    return log_choose + k * math.log(p) + (n - k) * math.log1p(-p)
-
-
-def _binomial_cdf(k: int, n: int, p: float) -> float:
-    """P[X <= k] for X ~ Binomial(n, p)."""
-    if k < 0:
-        return 0.0
-    if k >= n or p <= 0.0:
-        return 1.0
-    if p >= 1.0:
-        return 0.0
-    return float(min(1.0, np.exp(_binomial_log_pmf(n, p)[: k + 1]).sum()))
-
-
-def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact (Clopper-Pearson) two-sided interval for a binomial proportion, by bisection on the binomial CDF.
-
-    Conditions only on the number of trials: the ``trials`` attacks are independent given the attack, since
-    every image and every attack's randomness is drawn independently.
-    """
-    tail = (1 - level) / 2
-
-    def solve(predicate) -> float:  # smallest p in [0, 1] with predicate(p) true (predicate monotone in p)
-        low, high = 0.0, 1.0
-        for _ in range(60):
-            mid = (low + high) / 2
-            low, high = (low, mid) if predicate(mid) else (mid, high)
-        return high
-
-    lower = 0.0 if successes == 0 else solve(lambda q: 1 - _binomial_cdf(successes - 1, trials, q) >= tail)
-    upper = 1.0 if successes == trials else solve(lambda q: _binomial_cdf(successes, trials, q) <= tail)
-    return lower, upper
-
-
-def separation_power(trials: int, high: float, low: float, level: float = 0.95) -> dict[str, float]:
-    """Chance that the Clopper-Pearson interval of ``trials`` attacks excludes one rate when the other is true.
-
-    ``excludes_high_if_low``: P[upper bound < ``high``] when the true success rate is ``low``;
-    ``excludes_low_if_high``: P[lower bound > ``low``] when it is ``high``. Exact sums over the binomial
-    outcomes; the interval's upper bound is below ``p0`` exactly when P[X <= k | p0] < (1 - level) / 2.
-    """
-    tail = (1 - level) / 2
-    pmf_low, pmf_high = np.exp(_binomial_log_pmf(trials, low)), np.exp(_binomial_log_pmf(trials, high))
-    below_high = [k for k in range(trials + 1) if _binomial_cdf(k, trials, high) < tail]
-    above_low = [k for k in range(trials + 1) if 1 - _binomial_cdf(k - 1, trials, low) < tail]
-    return {"excludes_high_if_low": float(pmf_low[below_high].sum()) if below_high else 0.0,
-            "excludes_low_if_high": float(pmf_high[above_low].sum()) if above_low else 0.0}  # fmt: skip
 
 
 def scale_threshold() -> int:

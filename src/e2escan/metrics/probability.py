@@ -5,6 +5,8 @@
   with the edge cases ``p = 0`` and ``p = 1`` exact. Relative error about ``1e-13``
   for ``n`` up to ``10^5``; the account-level tails, where ``1e-12``-scale
   probabilities matter, use the saddle-point form in :mod:`.flagging` instead.
+* :func:`binomial_cdf`, :func:`clopper_pearson` (the exact interval) and :func:`separation_power`
+  (how surely an interval of ``n`` trials tells two rates apart).
 * :data:`Z_999`: the two-sided 99.9% standard-normal quantile, for Wilson intervals.
 """
 
@@ -47,3 +49,53 @@ def binomial_pmf(n: int, p: float) -> np.ndarray:
         return (k == n).astype(float)
     log = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k])
     return np.exp(log + k * math.log(p) + (n - k) * math.log1p(-p))
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """``P[Bin(n, p) <= k]``."""
+    if k < 0:
+        return 0.0
+    if k >= n or p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    return float(min(1.0, binomial_pmf(n, p)[: k + 1].sum()))
+
+
+def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) two-sided interval for a binomial proportion, by bisection on the binomial CDF.
+
+    Conditions only on the number of trials, which must be independent draws of the same rate. Each
+    bound is found to 2^-60 by 60 bisection steps; each tail holds at most ``(1 - level) / 2``.
+    """
+    if not 0 <= successes <= trials:
+        raise ConfigError(f"clopper_pearson: need 0 <= successes <= trials, got {successes} of {trials}")
+    tail = (1 - level) / 2
+
+    def solve(predicate: Any) -> float:  # smallest p in [0, 1] with predicate(p) true (predicate monotone in p)
+        low, high = 0.0, 1.0
+        for _ in range(60):
+            mid = (low + high) / 2
+            low, high = (low, mid) if predicate(mid) else (mid, high)
+        return high
+
+    lower = 0.0 if successes == 0 else solve(lambda q: 1 - binomial_cdf(successes - 1, trials, q) >= tail)
+    upper = 1.0 if successes == trials else solve(lambda q: binomial_cdf(successes, trials, q) <= tail)
+    return lower, upper
+
+
+def separation_power(trials: int, high: float, low: float, level: float = 0.95) -> dict[str, float]:
+    """Chance that the Clopper-Pearson interval of ``trials`` trials excludes one rate when the other is true.
+
+    ``excludes_high_if_low``: P[upper bound < ``high``] when the true rate is ``low``;
+    ``excludes_low_if_high``: P[lower bound > ``low``] when it is ``high``. Exact sums over the binomial
+    outcomes: the upper bound is below ``p0`` exactly when ``P[X <= k | p0] < (1 - level) / 2``.
+    """
+    tail = (1 - level) / 2
+    pmf_low, pmf_high = binomial_pmf(trials, low), binomial_pmf(trials, high)
+    below_high = [k for k in range(trials + 1) if binomial_cdf(k, trials, high) < tail]
+    above_low = [k for k in range(trials + 1) if 1 - binomial_cdf(k - 1, trials, low) < tail]
+    return {
+        "excludes_high_if_low": float(pmf_low[below_high].sum()) if below_high else 0.0,
+        "excludes_low_if_high": float(pmf_high[above_low].sum()) if above_low else 0.0,
+    }
