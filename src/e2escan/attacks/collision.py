@@ -10,7 +10,7 @@ threshold. :func:`collide` crafts one image; :func:`targeted_flag_probability`
 turns a per-image success rate into the probability that a targeted account
 is flagged.
 
-:func:`collide` reuses the search of :mod:`e2escan.attacks.evasion` with the
+:func:`collide` reuses the search of :mod:`e2escan.attacks.search` with the
 objective "minus the Hamming distance to the target": the black-box NES
 search by default, or the white-box DCT model for pHash and PDQ, where the
 desired bits are the target's (falling back to the black-box search when
@@ -33,17 +33,10 @@ from PIL import Image
 from ..errors import ConfigError
 from ..hashing import Hasher, PerceptualHash
 from ..metrics import false_flag_probability
-from ..metrics.probability import check_probability, log_binomial_pmf
-from .evasion import (
-    BlackBoxParams,
-    HashSearch,
-    Method,
-    check_attack_arguments,
-    check_margin,
-    parse_encode,
-    run_method,
-)
+from ..metrics.probability import binomial_pmf, check_probability
+from .evasion import BlackBoxParams, Method, check_attack_arguments, check_margin, parse_encode, run_method
 from .quality import psnr
+from .search import HashSearch
 
 __all__ = ["CollisionResult", "collide", "targeted_flag_probability"]
 
@@ -201,7 +194,5 @@ def targeted_flag_probability(
     t = int(threshold)
     if t <= 0:
         return 1.0
-    crafted = np.arange(k + 1)
-    weights = np.exp([log_binomial_pmf(j, k, s) for j in range(k + 1)])
-    innocent_tail = np.asarray(false_flag_probability(n, p, t - crafted), dtype=np.float64)
-    return float(min(1.0, np.dot(weights, innocent_tail)))
+    innocent_tail = np.asarray(false_flag_probability(n, p, t - np.arange(k + 1)), dtype=np.float64)
+    return float(min(1.0, np.dot(binomial_pmf(k, s), innocent_tail)))
