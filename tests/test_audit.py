@@ -40,10 +40,12 @@ def _leaking_families(report) -> dict[str, tuple[str, str]]:
 
 @pytest.mark.parametrize("name", list(PROTOCOLS))
 def test_every_registered_protocol_passes(name: str) -> None:
-    # Only the voucher-bytes family reads OS-random bytes; every other family is a function of the seed.
-    # The audit holds its level as a whole (max-T over the battery): at alpha = 0.001 a correct protocol
-    # fails with probability at most 0.001 per audit (0.5% for the five).
-    report = audit_protocol(name, synthetic_probability=0.5, **{**SMALL, "permutations": 4999, "alpha": 0.001})
+    # Only the voucher-bytes family reads OS-random bytes; every other family is a function of the seed, so
+    # this test is the one whose outcome varies between runs. The audit holds its level as a whole (max-T over
+    # the battery): at alpha = 1e-4 a correct protocol fails with probability at most 1e-4 per audit (about
+    # 5e-4 for the registered protocols together), and 1,000 vouchers (200 accounts) still find a leak in a
+    # quarter of the accounts with power 0.9 (check_power refuses the audit otherwise).
+    report = audit_protocol(name, synthetic_probability=0.5, **{**SMALL, "permutations": 19999, "alpha": 1e-4})
     assert report.vouchers >= 700
     assert report.passed, [r.as_row() for r in report.leaks]
 

@@ -28,7 +28,7 @@ def _digest(folder: Path) -> str:
 
 def test_audit_writes_table_csv_figure_and_manifest(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "audit"
-    assert main(["audit", "psi-exact", *FAST, "--alpha", "0.001", "--permutations", "4999", "--out", str(out)]) == 0
+    assert main(["audit", "psi-exact", *FAST, "--alpha", "0.0001", "--permutations", "19999", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Leakage audit" in printed and "psi-exact" in printed
     rows = list(csv.DictReader((out / "audit.csv").open()))

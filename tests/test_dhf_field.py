@@ -217,6 +217,6 @@ def test_the_audit_passes_both_fields() -> None:
     for field in ("p64", "scalar"):
         report = audit_protocol(
             "tpsi-ad", synthetic_probability=0.5, overrides={"dhf_field": field},
-            vouchers=1000, min_share=0.25, permutations=4999, seed=3, alpha=0.001,
+            vouchers=1000, min_share=0.25, permutations=19999, seed=3, alpha=1e-4,
         )
         assert report.passed, (field, [r.as_row() for r in report.leaks])

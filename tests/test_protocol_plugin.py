@@ -103,8 +103,8 @@ def test_a_variant_in_a_separate_package_is_listed_run_and_audited(tmp_path: Pat
         assert run.returncode == 0, run.stderr
         scenario = (tmp_path / "run" / "scenario.toml").read_text()
         assert '"tpsi-ad-three-hash"' in scenario and '"ahash-16"' in scenario
-        audit = _e2escan(["audit", "tpsi-ad-three-hash", "--vouchers", "400", "--permutations", "199",
-                          "--alpha", "0.01", "--min-share", "0.5"], target, tmp_path)
+        audit = _e2escan(["audit", "tpsi-ad-three-hash", "--vouchers", "500", "--permutations", "19999",
+                          "--alpha", "0.0001", "--min-share", "0.5"], target, tmp_path)
         assert audit.returncode == 0, audit.stdout + audit.stderr
         # Without the package on the path the name is unknown again: nothing was installed into e2escan.
         gone = _e2escan(["run", *TINY, "--set", "protocol.name=tpsi-ad-three-hash", "--out", "run2"], tmp_path, tmp_path)
