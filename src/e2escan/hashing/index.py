@@ -29,24 +29,36 @@ specification the tests compare against). ``mode="faiss"`` uses
 
 Output order is deterministic: radius results list database indices in
 ascending order; k-nearest results are sorted by (distance, index).
+
+The brute-force oracle (:mod:`.brute_force`) and the CSR result type
+(:mod:`.radius_result`) live in their own modules and are re-exported here;
+the multi-index substring tables are in :mod:`.substring_tables`.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
-import math
+import importlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
 from ..errors import ConfigError, HashError
 from ._popcount import HAS_BITWISE_COUNT, popcount_u8
+from .brute_force import knn_brute_force, radius_brute_force
+from .radius_result import RadiusResult, assemble_radius_result
+from .substring_tables import SubstringTables, n_masks, substrings
 from .types import HashArray, PerceptualHash
+
+__all__ = [
+    "MODES",
+    "HammingIndex",
+    "RadiusResult",
+    "knn_brute_force",
+    "radius_brute_force",
+]
 
 MODES = ("auto", "scan", "multi", "faiss")
 
@@ -54,224 +66,6 @@ MODES = ("auto", "scan", "multi", "faiss")
 _CANDIDATES_PER_PASS = 500_000
 # Bound on probes materialised at once.
 _PROBES_PER_PASS = 4_000_000
-
-
-# -- reference implementations (the specification) ---------------------------------------
-
-
-def radius_brute_force(db: HashArray, queries: HashArray, r: int) -> list[np.ndarray]:
-    """Indices (ascending) of all ``db`` hashes within Hamming distance ``r`` of each query."""
-    return [np.flatnonzero(db.distances_to(q) <= r) for q in queries]
-
-
-def knn_brute_force(db: HashArray, queries: HashArray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest ``db`` hashes of each query, ordered by (distance, index)."""
-    idx = np.empty((len(queries), k), dtype=np.int64)
-    dist = np.empty((len(queries), k), dtype=np.int64)
-    for i, q in enumerate(queries):
-        d = db.distances_to(q)
-        order = np.lexsort((np.arange(d.size), d))[:k]
-        idx[i], dist[i] = order, d[order]
-    return idx, dist
-
-
-# -- results ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RadiusResult(Sequence[np.ndarray]):
-    """Radius-query results in CSR form; ``result[i]`` is the index array of query ``i``.
-
-    ``offsets`` has ``n_queries + 1`` entries; the matches of query ``i`` are
-    ``flat_indices[offsets[i]:offsets[i + 1]]`` (ascending) with distances
-    ``flat_distances[...]`` at the same positions. ``stats`` says how many
-    queries each backend answered and how many candidates were verified.
-    """
-
-    offsets: np.ndarray
-    flat_indices: np.ndarray
-    flat_distances: np.ndarray
-    stats: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
-        if not isinstance(i, (int, np.integer)):
-            raise TypeError("RadiusResult indices must be integers")
-        i = int(i) + (len(self) if i < 0 else 0)
-        return self.flat_indices[self.offsets[i] : self.offsets[i + 1]]
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for i in range(len(self)):
-            yield self[i]
-
-    def distances(self, i: int) -> np.ndarray:
-        """Distances of query ``i``'s matches, aligned with ``result[i]``."""
-        i = int(i) + (len(self) if i < 0 else 0)
-        return self.flat_distances[self.offsets[i] : self.offsets[i + 1]]
-
-    @property
-    def counts(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-
-def _assemble(n_queries: int, n_db: int, qids: np.ndarray, ids: np.ndarray, dists: np.ndarray,
-              *, dedupe: bool, stats: dict[str, Any]) -> RadiusResult:
-    """Sort (query, index) pairs, drop duplicates if asked, and build the CSR result."""
-    key = qids.astype(np.int64) * np.int64(n_db) + ids.astype(np.int64)
-    if dedupe:
-        key, first = np.unique(key, return_index=True)
-        dists = dists[first]
-    elif key.size > 1 and np.any(key[1:] < key[:-1]):
-        order = np.argsort(key, kind="stable")
-        key, dists = key[order], dists[order]
-    q_sorted = key // np.int64(n_db) if n_db else key
-    offsets = np.searchsorted(q_sorted, np.arange(n_queries + 1), side="left").astype(np.int64)
-    flat_ids = key - q_sorted * np.int64(n_db)
-    return RadiusResult(offsets, flat_ids, dists.astype(np.int64, copy=False), stats)
-
-
-# -- substring tables for multi-index hashing -------------------------------------------------
-
-
-def _substrings(data: np.ndarray, width: int) -> np.ndarray:
-    """``(n, m)`` ``uint32`` substring values of ``width`` bits (big-endian, as packed)."""
-    n = data.shape[0]
-    if width == 8:
-        return data.astype(np.uint32)
-    dtype = {16: ">u2", 32: ">u4"}[width]
-    return np.ascontiguousarray(data).view(dtype).reshape(n, -1).astype(np.uint32)
-
-
-@functools.lru_cache(maxsize=32)
-def _flip_masks(width: int, s: int) -> np.ndarray:
-    """All ``width``-bit values with at most ``s`` bits set (the probe offsets), popcount-ordered.
-
-    Callers only ask for short lists (see ``_SubstringTables.probes``).
-    """
-    s = min(s, width)
-    if width <= 16:
-        values = np.arange(1 << width, dtype=np.uint32)
-        pops = popcount_u8(values.view(np.uint8).reshape(-1, 4)).sum(axis=1)
-        keep = pops <= s
-        out = values[keep][np.argsort(pops[keep], kind="stable")]
-    else:
-        masks = [0]
-        for t in range(1, s + 1):
-            masks.extend(sum(1 << b for b in bits) for bits in itertools.combinations(range(width), t))
-        out = np.array(masks, dtype=np.uint32)
-    out.flags.writeable = False  # cached and shared
-    return out
-
-
-def _n_masks(width: int, s: int) -> int:
-    return sum(math.comb(width, t) for t in range(min(s, width) + 1))
-
-
-class _SubstringTables:
-    """For each of ``m`` substrings: row ids sorted by substring value, and where each value's bucket starts.
-
-    Table ``j`` occupies ``ids[j * n:(j + 1) * n]``. Buckets are found either
-    by enumerating every value within ``s`` bits of the query's substring
-    (``probe``: a dense offsets table for ``w <= 16``, binary search for
-    ``w = 32``) or, when that enumeration would be longer than the list of
-    distinct values present, by testing each distinct value directly.
-    """
-
-    def __init__(self, data: np.ndarray, width: int) -> None:
-        self.width = width
-        self.m = data.shape[1] * 8 // width
-        self.n = n = data.shape[0]
-        keys = _substrings(data, width)
-        # Stable sort: within a bucket ids stay ascending (deterministic, cache friendly).
-        order = np.argsort(keys, axis=0, kind="stable")
-        self.ids = np.ascontiguousarray(order.T).reshape(-1).astype(np.int32)
-        sorted_keys = np.take_along_axis(keys, order, axis=0).T  # (m, n)
-        self.offsets: np.ndarray | None = None
-        self.sorted_keys: np.ndarray | None = None
-        if width <= 16:
-            size = 1 << width
-            offsets = np.empty((self.m, size + 1), dtype=np.int64)
-            for j in range(self.m):
-                offsets[j, 0] = 0
-                np.cumsum(np.bincount(keys[:, j], minlength=size), out=offsets[j, 1:])
-                offsets[j] += j * n
-            self.offsets = offsets.reshape(-1)
-        else:
-            self.sorted_keys = np.ascontiguousarray(sorted_keys)
-        # Distinct values per table with their bucket start and length.
-        self.distinct: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        for j in range(self.m):
-            col = sorted_keys[j]
-            first = np.flatnonzero(np.r_[True, col[1:] != col[:-1]]) if n else np.empty(0, dtype=np.int64)
-            lengths = np.diff(np.r_[first, n])
-            self.distinct.append((col[first].astype(np.uint32), first.astype(np.int64) + j * n, lengths))
-
-    @property
-    def min_distinct(self) -> int:
-        return min(d[0].size for d in self.distinct)
-
-    def probes(self, qkeys: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Non-empty buckets within ``s`` bits of each query substring.
-
-        Returns flat arrays ``(query row, start in ids, length)``; a row id may
-        appear in several buckets (one per substring that matches).
-        """
-        if _n_masks(self.width, s) <= self.min_distinct:
-            starts, ends = self._enumerate(qkeys, _flip_masks(self.width, s))
-            q = np.broadcast_to(np.arange(qkeys.shape[0])[:, None, None], starts.shape).reshape(-1)
-            starts, lengths = starts.reshape(-1), (ends - starts).reshape(-1)
-        else:
-            q, starts, lengths = self._filter_distinct(qkeys, s)
-        keep = lengths > 0
-        return q[keep].astype(np.int64), starts[keep], lengths[keep]
-
-    def _enumerate(self, qkeys: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probes = qkeys[:, :, None] ^ masks[None, None, :]
-        if self.offsets is not None:
-            table_base = np.arange(self.m, dtype=np.int64) * ((1 << self.width) + 1)
-            flat = probes.astype(np.int64) + table_base[None, :, None]
-            return self.offsets[flat], self.offsets[flat + 1]
-        assert self.sorted_keys is not None
-        starts = np.empty(probes.shape, dtype=np.int64)
-        ends = np.empty(probes.shape, dtype=np.int64)
-        for j in range(self.m):
-            col = self.sorted_keys[j]
-            starts[:, j] = np.searchsorted(col, probes[:, j], side="left") + j * self.n
-            ends[:, j] = np.searchsorted(col, probes[:, j], side="right") + j * self.n
-        return starts, ends
-
-    def _filter_distinct(self, qkeys: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        qs, starts, lengths = [], [], []
-        for j, (values, first, count) in enumerate(self.distinct):
-            near = np.bitwise_count(qkeys[:, j, None] ^ values[None, :]) if HAS_BITWISE_COUNT else (
-                popcount_u8((qkeys[:, j, None] ^ values[None, :]).view(np.uint8).reshape(qkeys.shape[0], -1, 4)).sum(-1)
-            )
-            q, u = np.nonzero(near <= s)
-            qs.append(q)
-            starts.append(first[u])
-            lengths.append(count[u])
-        return np.concatenate(qs), np.concatenate(starts), np.concatenate(lengths)
-
-    def n_probes(self, s: int) -> int:
-        """Bucket lookups per query at substring radius ``s``."""
-        return self.m * min(_n_masks(self.width, s), self.min_distinct)
-
-    @property
-    def nbytes(self) -> int:
-        extra = self.offsets.nbytes if self.offsets is not None else self.sorted_keys.nbytes  # type: ignore[union-attr]
-        return self.ids.nbytes + extra + sum(sum(a.nbytes for a in d) for d in self.distinct)
-
-
-def _expand_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenate ``arange(starts[i], starts[i] + lengths[i])`` for all ``i`` without a Python loop."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, dtype=np.int64)
-    ends = np.cumsum(lengths)
-    shift = np.repeat(starts - (ends - lengths), lengths)
-    return np.arange(total, dtype=np.int64) + shift
 
 
 # -- the index -------------------------------------------------------------------------------
@@ -324,10 +118,10 @@ class HammingIndex:
         self._words = self._to_words(db.data)  # (n, words): row gathers for verification
         self._columns = np.ascontiguousarray(self._words.T)  # (words, n): sequential scans
         self.substring_bits = self._choose_substring_bits(substring_bits)
-        self._tables: _SubstringTables | None = None
+        self._tables: SubstringTables | None = None
         self._faiss_index: Any = None
         if mode in ("auto", "multi"):
-            self._tables = _SubstringTables(db.data, self.substring_bits)
+            self._tables = SubstringTables(db.data, self.substring_bits)
         if mode == "faiss":
             self._faiss_index = self._build_faiss()
 
@@ -351,7 +145,7 @@ class HammingIndex:
 
     def _build_faiss(self) -> Any:
         try:
-            import faiss
+            faiss = importlib.import_module("faiss")  # optional, untyped: resolved at run time
         except ImportError as exc:
             raise ConfigError("mode='faiss' needs the faiss-cpu package (pip install faiss-cpu)") from exc
         index = faiss.IndexBinaryFlat(self.bits)
@@ -383,10 +177,18 @@ class HammingIndex:
     # -- cost model --------------------------------------------------------------------
 
     def estimated_scan_ns(self) -> float:
+        """Estimated nanoseconds for one query by full scan."""
         return self.SCAN_NS_PER_WORD * self._n_words * self.n
 
+    @overload
+    def estimated_multi_ns(self, r: int, candidates: float) -> float: ...
+    @overload
+    def estimated_multi_ns(self, r: int, candidates: np.ndarray) -> np.ndarray: ...
+
     def estimated_multi_ns(self, r: int, candidates: np.ndarray | float) -> np.ndarray | float:
-        probes = self._tables.n_probes(r // self.m) if self._tables else self.m * _n_masks(self.substring_bits, r // self.m)
+        """Estimated nanoseconds for one multi-index query at radius ``r`` with ``candidates`` to verify
+        (elementwise when ``candidates`` is an array)."""
+        probes = self._tables.n_probes(r // self.m) if self._tables else self.m * n_masks(self.substring_bits, r // self.m)
         return self.QUERY_OVERHEAD_NS + self.PROBE_NS * probes + self.CANDIDATE_NS * candidates
 
     def _multi_feasible(self, r: int) -> bool:
@@ -415,7 +217,7 @@ class HammingIndex:
         if self.mode == "scan" or not self._multi_feasible(r):
             stats["scan_queries"] = nq
             q, i, d = self._radius_scan(qwords, np.arange(nq), r)
-            return _assemble(nq, self.n, q, i, d, dedupe=False, stats=stats)
+            return assemble_radius_result(nq, self.n, q, i, d, dedupe=False, stats=stats)
         return self._radius_multi(queries, qwords, r, stats)
 
     def _radius_scan(self, qwords: np.ndarray, qids: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -435,8 +237,10 @@ class HammingIndex:
 
     def _scan_distances(self, qword_row: np.ndarray) -> np.ndarray:
         """Distances from one query (its padded words) to every database hash, ``uint16``."""
+        d: np.ndarray
         if not HAS_BITWISE_COUNT:  # numpy < 2: byte lookup table, slower but equal
-            return popcount_u8((self._words ^ qword_row).view(np.uint8)).sum(axis=1, dtype=np.uint16)
+            d = popcount_u8((self._words ^ qword_row).view(np.uint8)).sum(axis=1, dtype=np.uint16)
+            return d
         cols = self._columns
         d = np.bitwise_count(cols[0] ^ qword_row[0]).astype(np.uint16)
         for w in range(1, cols.shape[0]):
@@ -450,7 +254,7 @@ class HammingIndex:
         assert tables is not None
         nq = len(queries)
         s = r // self.m
-        qkeys = _substrings(queries.data, self.substring_bits)
+        qkeys = substrings(queries.data, self.substring_bits)
         scan_ns = self.estimated_scan_ns()
         # Probe in query chunks that bound the probe arrays.
         step = max(1, _PROBES_PER_PASS // max(1, tables.n_probes(s)))
@@ -484,9 +288,9 @@ class HammingIndex:
                      candidates=total_candidates, substring_bits=self.substring_bits, probe_radius=s)
         if not parts:
             e = np.empty(0, dtype=np.int64)
-            return _assemble(nq, self.n, e, e, e, dedupe=False, stats=stats)
+            return assemble_radius_result(nq, self.n, e, e, e, dedupe=False, stats=stats)
         q, i, d = (np.concatenate(x) for x in zip(*parts))
-        return _assemble(nq, self.n, q, i, d, dedupe=True, stats=stats)
+        return assemble_radius_result(nq, self.n, q, i, d, dedupe=True, stats=stats)
 
     @staticmethod
     def _candidate_passes(
@@ -506,8 +310,8 @@ class HammingIndex:
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Exact distances of every candidate of ``job``; keep those within ``r``."""
         q_probe, starts, lengths = job
-        positions = _expand_ranges(starts, lengths)
-        cand = self._tables.ids[positions]  # type: ignore[union-attr]
+        assert self._tables is not None
+        cand = self._tables.bucket_members(starts, lengths)
         rows = np.take(self._words, cand, axis=0)
         rows ^= np.repeat(qwords[q_probe], lengths, axis=0)
         # Column-wise adds: numpy's small-axis sum is several times slower.
@@ -524,8 +328,8 @@ class HammingIndex:
         lims, dist, ids = self._faiss_index.range_search(np.ascontiguousarray(queries.data), r + 1)
         lims = lims.astype(np.int64)
         qids = np.repeat(np.arange(len(queries), dtype=np.int64), np.diff(lims))
-        return _assemble(len(queries), self.n, qids, ids.astype(np.int64), dist.astype(np.int64),
-                         dedupe=False, stats=stats)
+        return assemble_radius_result(len(queries), self.n, qids, ids.astype(np.int64), dist.astype(np.int64),
+                                      dedupe=False, stats=stats)
 
     # -- k nearest neighbours ----------------------------------------------------------
 
@@ -579,7 +383,7 @@ class HammingIndex:
         best = None
         for s in range(3):
             r = self.m * (s + 1) - 1
-            expected = self.m * _n_masks(self.substring_bits, s) * self.n / float(1 << self.substring_bits)
+            expected = self.m * n_masks(self.substring_bits, s) * self.n / float(1 << self.substring_bits)
             if self.estimated_multi_ns(r, expected) < 0.25 * self.estimated_scan_ns():
                 best = r
         return best
