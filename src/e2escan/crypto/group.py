@@ -37,18 +37,60 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeAlias
 
 import nacl.bindings as sodium
 import nacl.exceptions
 
 from ..errors import CryptoError, DecodeError, InvalidPointError
 
-try:  # The cffi module PyNaCl itself calls; see _fast_scalar_mul below.
-    from nacl._sodium import ffi as _ffi
-    from nacl._sodium import lib as _lib
+try:  # The cffi module PyNaCl itself calls; see the fast path below.
+    from nacl._sodium import ffi as _sodium_ffi
+    from nacl._sodium import lib as _sodium_lib
 except ImportError:  # pragma: no cover - PyNaCl always ships it
-    _ffi = _lib = None
+    _sodium_ffi = _sodium_lib = None
+
+# PyNaCl ships no type information for its cffi module; these state the part of it used here.
+#: A cffi pointer to C memory (``unsigned char[32]``) or a bytes object passed as ``unsigned char *``.
+_CData: TypeAlias = object
+
+
+class _CBuffer(Protocol):
+    """``ffi.buffer(...)``: slicing copies the C memory out as bytes."""
+
+    def __getitem__(self, index: slice, /) -> bytes: ...
+
+
+class _SodiumFFI(Protocol):
+    """cffi's ``FFI`` object of ``nacl._sodium``."""
+
+    def new(self, cdecl: str, init: bytes = ..., /) -> _CData: ...
+
+    def buffer(self, cdata: _CData, size: int, /) -> _CBuffer: ...
+
+    def memmove(self, dest: _CData, src: bytes, n: int, /) -> None: ...
+
+
+#: libsodium's ``void f(unsigned char *z, const unsigned char *x, const unsigned char *y)``.
+_ScalarBinaryC: TypeAlias = Callable[[_CData, _CData, _CData], None]
+#: libsodium's ``void f(unsigned char *z, const unsigned char *x)``.
+_ScalarUnaryC: TypeAlias = Callable[[_CData, _CData], None]
+
+
+class _SodiumLib(Protocol):
+    """The libsodium functions of ``nacl._sodium.lib`` called here directly."""
+
+    crypto_core_ed25519_scalar_add: _ScalarBinaryC
+    crypto_core_ed25519_scalar_sub: _ScalarBinaryC
+    crypto_core_ed25519_scalar_mul: _ScalarBinaryC
+    crypto_core_ed25519_scalar_negate: _ScalarUnaryC
+
+    def crypto_core_ed25519_scalar_invert(self, z: _CData, x: _CData, /) -> int: ...
+
+
+_ffi: _SodiumFFI | None = _sodium_ffi
+_lib: _SodiumLib | None = _sodium_lib
 
 POINT_BYTES = sodium.crypto_core_ed25519_BYTES  # 32
 SCALAR_BYTES = sodium.crypto_core_ed25519_SCALARBYTES  # 32
@@ -119,39 +161,43 @@ def scalar_to_int(s: bytes) -> int:
     return int.from_bytes(s, "little")
 
 
-if _lib is not None:
+if _ffi is not None and _lib is not None:
     # PyNaCl's public wrappers re-check types and lengths on every call, which
     # triples the cost of one scalar operation. Shamir interpolation and the
     # detectable-hash linear algebra make O(n^2)-O(n^3) of them on scalars
     # whose lengths were already checked at the boundary, so they call the same
     # libsodium functions through PyNaCl's cffi module. The public functions
     # below check lengths first; the tests compare both paths.
-    def _binary(fn):  # type: ignore[no-untyped-def]
+    def _binary(ffi: _SodiumFFI, fn: _ScalarBinaryC) -> Callable[[bytes, bytes], bytes]:
         def op(a: bytes, b: bytes) -> bytes:
-            out = _ffi.new("unsigned char[32]")
+            out = ffi.new("unsigned char[32]")
             fn(out, a, b)
-            return _ffi.buffer(out, 32)[:]
+            return ffi.buffer(out, 32)[:]
 
         return op
 
-    def _unary(fn):  # type: ignore[no-untyped-def]
+    def _unary(ffi: _SodiumFFI, fn: _ScalarUnaryC) -> Callable[[bytes], bytes]:
         def op(a: bytes) -> bytes:
-            out = _ffi.new("unsigned char[32]")
+            out = ffi.new("unsigned char[32]")
             fn(out, a)
-            return _ffi.buffer(out, 32)[:]
+            return ffi.buffer(out, 32)[:]
 
         return op
 
-    _sc_add = _binary(_lib.crypto_core_ed25519_scalar_add)
-    _sc_sub = _binary(_lib.crypto_core_ed25519_scalar_sub)
-    _sc_mul = _binary(_lib.crypto_core_ed25519_scalar_mul)
-    _sc_neg = _unary(_lib.crypto_core_ed25519_scalar_negate)
+    def _inverse(ffi: _SodiumFFI, lib: _SodiumLib) -> Callable[[bytes], bytes]:
+        def op(a: bytes) -> bytes:
+            out = ffi.new("unsigned char[32]")
+            if lib.crypto_core_ed25519_scalar_invert(out, a) != 0:
+                raise CryptoError("scalar_invert: zero has no inverse")
+            return ffi.buffer(out, 32)[:]
 
-    def _sc_inv(a: bytes) -> bytes:
-        out = _ffi.new("unsigned char[32]")
-        if _lib.crypto_core_ed25519_scalar_invert(out, a) != 0:
-            raise CryptoError("scalar_invert: zero has no inverse")
-        return _ffi.buffer(out, 32)[:]
+        return op
+
+    _sc_add = _binary(_ffi, _lib.crypto_core_ed25519_scalar_add)
+    _sc_sub = _binary(_ffi, _lib.crypto_core_ed25519_scalar_sub)
+    _sc_mul = _binary(_ffi, _lib.crypto_core_ed25519_scalar_mul)
+    _sc_neg = _unary(_ffi, _lib.crypto_core_ed25519_scalar_negate)
+    _sc_inv = _inverse(_ffi, _lib)
 
 else:  # pragma: no cover
     _sc_add = sodium.crypto_core_ed25519_scalar_add
@@ -169,11 +215,11 @@ def polynomial_eval(coefficients: Sequence[bytes], x: bytes) -> bytes:
     """``sum_i c_i x^i mod ELL`` (constant term first), by Horner's rule in libsodium."""
     if not coefficients:
         return SCALAR_ZERO
-    if _lib is None:  # pragma: no cover
-        acc = coefficients[-1]
+    if _ffi is None or _lib is None:  # pragma: no cover
+        value = coefficients[-1]
         for c in reversed(coefficients[:-1]):
-            acc = _sc_add(_sc_mul(acc, x), c)
-        return acc
+            value = _sc_add(_sc_mul(value, x), c)
+        return value
     # In-place accumulation in C buffers: no Python bytes object per operation.
     mul, add = _lib.crypto_core_ed25519_scalar_mul, _lib.crypto_core_ed25519_scalar_add
     acc = _ffi.new("unsigned char[32]", coefficients[-1])
@@ -194,14 +240,14 @@ def powers(x: bytes, degree: int) -> list[bytes]:
 
 def dot_rows(rows: Sequence[Sequence[bytes]], vector: Sequence[bytes]) -> list[bytes]:
     """``[sum_k row[k] * vector[k] for row in rows]`` mod ``ELL``."""
-    if _lib is None:  # pragma: no cover
-        out = []
+    if _ffi is None or _lib is None:  # pragma: no cover
+        sums = []
         for row in rows:
-            acc = SCALAR_ZERO
+            total = SCALAR_ZERO
             for a, b in zip(row, vector, strict=True):
-                acc = _sc_add(acc, _sc_mul(a, b))
-            out.append(acc)
-        return out
+                total = _sc_add(total, _sc_mul(a, b))
+            sums.append(total)
+        return sums
     mul, add = _lib.crypto_core_ed25519_scalar_mul, _lib.crypto_core_ed25519_scalar_add
     acc = _ffi.new("unsigned char[32]")
     tmp = _ffi.new("unsigned char[32]")

@@ -377,8 +377,8 @@ class GenuineDetector:
             weights = [prev[a + 1] * (x_i - x_out) % mod * inverses[a] % mod for a, x_i in enumerate(shared)]
             weights.append(inverses[-1])
         self._basis.append(weights)
-        ys = self._window_ys  # exactly the rows s .. n - 1 of the new window
-        self._by.append([sum(w * ys[a][c] for a, w in enumerate(weights)) % mod for c in range(self.width)])
+        window_ys = self._window_ys  # exactly the rows s .. n - 1 of the new window
+        self._by.append([sum(w * window_ys[a][c] for a, w in enumerate(weights)) % mod for c in range(self.width)])
 
     def genuine(self) -> frozenset[int]:
         """Indices (in arrival order) of the rows that are genuine; see :func:`detect_genuine`."""
