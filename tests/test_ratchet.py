@@ -13,7 +13,7 @@ from e2escan.errors import (
 )
 from e2escan.messenger import RatchetLimits, Session
 from e2escan.messenger.ratchet import ZERO_NONCE, kdf_ck
-from e2escan.messenger.wire import RatchetMessage
+from e2escan.messenger.wire import Header, RatchetMessage
 
 WIDE = RatchetLimits(max_skip=1000, max_keys_per_chain=1000, max_receiver_chains=1000)
 
@@ -251,6 +251,20 @@ def test_max_skip_is_enforced_without_state_change():
         bob.ratchet_decrypt(msgs[11])
     assert bob.ratchet_decrypt(msgs[10]) == b"10"  # exactly MAX_SKIP keys skipped is allowed
     assert len(bob.skipped) == 10
+
+
+def test_a_header_naming_the_peers_signed_prekey_before_any_reply_is_refused():
+    """Until Bob first replies, Alice's receiving ratchet key is Bob's signed prekey, which is public, and she
+    has no receiving chain: a message whose header names that key is forged, refused with AuthenticationError
+    (not a TypeError a device would not catch), and the session stays usable."""
+    sk, ad, bob_spk = random_bytes(32), random_bytes(64), X25519KeyPair.generate()
+    alice = Session.ratchet_init_alice(sk, bob_spk.public, ad)
+    bob = Session.ratchet_init_bob(sk, bob_spk, ad)
+    forged = RatchetMessage(Header(bob_spk.public, 0, 0).encode(), random_bytes(40), False)
+    with pytest.raises(AuthenticationError, match="no receiving chain"):
+        alice.ratchet_decrypt(forged)
+    assert bob.ratchet_decrypt(alice.ratchet_encrypt(b"hello")) == b"hello"
+    assert alice.ratchet_decrypt(bob.ratchet_encrypt(b"reply")) == b"reply"
 
 
 def test_stored_skipped_keys_are_capped_oldest_first():

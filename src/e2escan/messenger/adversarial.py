@@ -165,16 +165,19 @@ def _strip_opk() -> AttackOutcome:
 def _voucher_reorder() -> AttackOutcome:
     from ..hashing import HashArray
     from ..protocols import get_protocol
-    from ..protocols.tpsi_ad import CT_BYTES, voucher_schema
+    from ..protocols.tpsi_ad import CT_BYTES, TpsiAdParams, voucher_schema
 
     proto = get_protocol("tpsi-ad")
-    params = proto.Params(threshold=3, synthetic_probability=0.0)
+    params = TpsiAdParams(threshold=3, synthetic_probability=0.0)
     db = HashArray.random(8, 64, np.random.default_rng(0))
     server, public = proto.server_setup(db, params)
     voucher = proto.client(public, params).scan(db[0])
     schema = voucher_schema(params)
     d = dict(schema.decode(voucher))
-    flip = lambda data, n: b"".join(reversed([data[i : i + n] for i in range(0, len(data), n)]))
+
+    def flip(data: bytes, n: int) -> bytes:
+        return b"".join(reversed([data[i : i + n] for i in range(0, len(data), n)]))
+
     d["Q"], d["ct"] = flip(d["Q"], 32), flip(d["ct"], CT_BYTES)
     server.ingest("alice", voucher)
     attack, did = "voucher replay, pairs reordered", "re-submitted alice's voucher, pairs reversed, as mallory's"
@@ -190,9 +193,10 @@ def _invalid_cell() -> AttackOutcome:
     from ..crypto import group
     from ..hashing import HashArray
     from ..protocols import blinded_table, get_protocol
+    from ..protocols.tpsi_ad import TpsiAdParams
 
     proto = get_protocol("tpsi-ad")
-    params = proto.Params(threshold=3)
+    params = TpsiAdParams(threshold=3)
     _, public = proto.server_setup(HashArray.random(8, 64, np.random.default_rng(1)), params)
     schema = blinded_table.public_schema(proto.name, public[:4])
     d = dict(schema.decode(public))

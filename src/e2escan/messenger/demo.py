@@ -64,7 +64,7 @@ def run_demo(path: str | Path | None = None, seed: int = 0) -> DemoResult:
         ("alice", ["carol", "bob"], b"Yes! Map attached", demo_image(seed + 3)),
         ("bob", ["alice", "carol"], b"See you there", None),
     ]
-    sent = []
+    sent: list[tuple[str, str, bytes, bytes | None]] = []
     received: dict[str, list[Received]] = {name: [] for name in devices}
     for sender, recipients, body, attachment in script:
         devices[sender].send_group(recipients, body, attachment)

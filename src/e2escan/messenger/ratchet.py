@@ -223,6 +223,8 @@ class Session:
         s.CKs, mk = kdf_ck(s.CKs)
         header = Header(s.DHs.public, s.PN, s.Ns).encode()
         if self.header_encryption:
+            if s.HKs is None:  # set with the sending chain: at init (Alice) or by the DH ratchet (Bob)
+                raise SessionError("this session has a sending chain but no header key to send with")
             header = aead_encrypt(s.HKs, header, HEADER_AD)
         s.Ns += 1
         return RatchetMessage(header, aead_seal(mk, ZERO_NONCE, plaintext, self.ad + header), self.header_encryption)
@@ -267,6 +269,13 @@ class Session:
             self._skip_message_keys(draft, header.pn, pending, draft.DHr)
             self._dh_ratchet(draft, header.dh)
         self._skip_message_keys(draft, header.n, pending, draft.DHr)
+        if draft.CKr is None:
+            # Only before the first reply, when DHr is still the peer's signed prekey (public): a
+            # header naming that key comes from no ratchet the peer ran.
+            raise AuthenticationError(
+                f"ratchet message: names ratchet key {header.dh.hex()[:16]}, for which this session has no "
+                "receiving chain (forged?)"
+            )
         draft.CKr, mk = kdf_ck(draft.CKr)
         draft.Nr += 1
         plaintext = self._open(mk, message)
@@ -309,6 +318,8 @@ class Session:
             self._skip_message_keys(draft, header.pn, pending, draft.HKr)
             self._dh_ratchet(draft, header.dh)
         self._skip_message_keys(draft, header.n, pending, draft.HKr)
+        if draft.CKr is None:  # HKr and CKr are set together by the DH ratchet
+            raise AuthenticationError("ratchet message: its header key has no receiving chain (tampered?)")
         draft.CKr, mk = kdf_ck(draft.CKr)
         draft.Nr += 1
         plaintext = self._open(mk, message)
@@ -338,13 +349,17 @@ class Session:
                 f"message keys in all; at most {self.limits.max_skip} (MAX_SKIP) are allowed"
             )
 
-    def _skip_message_keys(self, s: _State, until: int, pending: list, chain: bytes | None) -> None:
+    def _skip_message_keys(
+        self, s: _State, until: int, pending: list[tuple[bytes, int, bytes]], chain: bytes | None
+    ) -> None:
         if s.Nr + self.limits.max_skip < until:
             raise TooManySkippedError(
                 f"ratchet message number {until} would skip {until - s.Nr} message keys; "
                 f"at most {self.limits.max_skip} (MAX_SKIP) are allowed"
             )
-        if s.CKr is not None:
+        if s.CKr is not None and s.Nr < until:
+            if chain is None:  # the DH ratchet sets a receiving chain together with its ratchet key and header key
+                raise SessionError("ratchet: a receiving chain without the key that identifies it")
             while s.Nr < until:
                 s.CKr, mk = kdf_ck(s.CKr)
                 pending.append((chain, s.Nr, mk))
@@ -366,7 +381,7 @@ class Session:
             s.DHs = X25519KeyPair.generate()
             s.RK, s.CKs = kdf_rk(s.RK, x25519(s.DHs.private, s.DHr))
 
-    def _commit(self, draft: _State, pending: list, retired: bytes | None) -> None:
+    def _commit(self, draft: _State, pending: list[tuple[bytes, int, bytes]], retired: bytes | None) -> None:
         for chain, n, mk in pending:
             self.skipped.add(chain, n, mk)
         if retired is not None:

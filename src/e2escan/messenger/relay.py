@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Protocol
 
 from ..crypto import random_bytes
@@ -103,7 +104,7 @@ class ServerView:
         return self.events()
 
     def __len__(self) -> int:
-        return self._relay._query_one("SELECT COUNT(*) FROM view")[0]
+        return self._relay._query_int("SELECT COUNT(*) FROM view")
 
     def events(self, kind: str | None = None) -> Iterator[ViewEvent]:
         if kind is not None and kind not in EVENT_KINDS:
@@ -113,7 +114,7 @@ class ServerView:
             "SELECT v.seq, v.kind, v.at, v.sender, v.recipient, v.size, COALESCE(v.data, b.data), v.ref FROM view v "
             "LEFT JOIN blobs b ON v.kind = 'blob_upload' AND b.rowid = v.ref"
         )
-        args: tuple = ()
+        args: tuple[str, ...] = ()
         if kind is not None:
             sql += " WHERE v.kind = ?"
             args = (kind,)
@@ -121,7 +122,7 @@ class ServerView:
             yield ViewEvent(*row)
 
     def total_bytes(self) -> int:
-        return self._relay._query_one("SELECT COALESCE(SUM(size), 0) FROM view")[0]
+        return self._relay._query_int("SELECT COALESCE(SUM(size), 0) FROM view")
 
 
 class Relay:
@@ -160,21 +161,35 @@ class Relay:
 
     # -- plumbing --------------------------------------------------------------
 
-    def _query_one(self, sql: str, args: tuple = ()) -> tuple:
-        with self._lock:
-            return self._db.execute(sql, args).fetchone()
+    # Rows are tuples of SQLite values whose column types the query fixes (sqlite3 types them as Any).
 
-    def _query_all(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _query_one(self, sql: str, args: tuple[object, ...] = ()) -> tuple[Any, ...]:
+        """The first row of the query's result (:class:`RelayError` if it has none)."""
+        with self._lock:
+            row: tuple[Any, ...] | None = self._db.execute(sql, args).fetchone()
+        if row is None:
+            raise RelayError(f"the relay's query returned no row: {sql}")
+        return row
+
+    def _query_all(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    def _query_int(self, sql: str, args: tuple[object, ...] = ()) -> int:
+        """The integer in the first column of a COUNT or SUM query's row."""
+        return int(self._query_one(sql, args)[0])
+
     def _log(self, kind: str, sender: str | None, recipient: str | None, data: bytes | None, ref: int | None = None, size: int | None = None) -> None:
+        if size is None:
+            if data is None:
+                raise RelayError(f"{kind} event: give its size when it carries no data")
+            size = len(data)
         self._db.execute(
             "INSERT INTO view (kind, at, sender, recipient, size, data, ref) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (kind, float(self.clock()), sender, recipient, len(data) if size is None else size, data, ref),
+            (kind, float(self.clock()), sender, recipient, size, data, ref),
         )
 
-    def _transaction(self):
+    def _transaction(self) -> _Transaction:
         return _Transaction(self)
 
     def _require_device(self, device_id: str) -> None:
@@ -225,7 +240,7 @@ class Relay:
         )
 
     def prekey_count(self, device_id: str) -> int:
-        return self._query_one("SELECT COUNT(*) FROM prekeys WHERE device = ?", (device_id,))[0]
+        return self._query_int("SELECT COUNT(*) FROM prekeys WHERE device = ?", (device_id,))
 
     def fetch_bundle(self, requester: str, device_id: str) -> bytes:
         """Hand out a bundle with at most one one-time prekey, which is deleted (X3DH 3.2)."""
@@ -256,7 +271,7 @@ class Relay:
             cur = self._db.execute(
                 "INSERT INTO blobs VALUES (?, ?, ?, ?)", (blob_id, bytes(blob), uploader, float(self.clock()))
             )
-            self._log("blob_upload", uploader, None, None, ref=int(cur.lastrowid), size=len(blob))
+            self._log("blob_upload", uploader, None, None, ref=_inserted_row(cur), size=len(blob))
         return blob_id
 
     def get_blob(self, requester: str, blob_id: bytes) -> bytes:
@@ -265,7 +280,7 @@ class Relay:
             if row is None:
                 raise RelayError(f"no blob with id {bytes(blob_id).hex()}")
             self._log("blob_download", requester, None, bytes(blob_id), size=len(row[0]))
-        return row[0]
+        return bytes(row[0])
 
     # -- messages ----------------------------------------------------------------
 
@@ -278,7 +293,7 @@ class Relay:
                 "INSERT INTO queue (sender, recipient, envelope, at) VALUES (?, ?, ?, ?)",
                 (sender, recipient, bytes(envelope), float(self.clock())),
             )
-            message_id = int(cur.lastrowid)
+            message_id = _inserted_row(cur)
             self._log("submit", sender, recipient, bytes(envelope), message_id)
             if voucher is not None:
                 self._log("voucher", sender, recipient, bytes(voucher), message_id)
@@ -323,8 +338,8 @@ class Relay:
 
     def queued(self, recipient: str | None = None) -> int:
         if recipient is None:
-            return self._query_one("SELECT COUNT(*) FROM queue")[0]
-        return self._query_one("SELECT COUNT(*) FROM queue WHERE recipient = ?", (recipient,))[0]
+            return self._query_int("SELECT COUNT(*) FROM queue")
+        return self._query_int("SELECT COUNT(*) FROM queue WHERE recipient = ?", (recipient,))
 
     def devices(self) -> list[str]:
         return [r[0] for r in self._query_all("SELECT id FROM devices ORDER BY registered_at, id")]
@@ -340,8 +355,17 @@ class _Transaction:
         self.relay._lock.acquire()
         self.relay._db.execute("BEGIN IMMEDIATE")
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             self.relay._db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
             self.relay._lock.release()
+
+
+def _inserted_row(cursor: sqlite3.Cursor) -> int:
+    """The rowid an INSERT on ``cursor`` just gave its row."""
+    if cursor.lastrowid is None:
+        raise RelayError("the relay's database reported no rowid for a row it inserted")
+    return cursor.lastrowid

@@ -63,13 +63,13 @@ class Reader:
         return self.take(1, field)[0]
 
     def u16(self, field: str) -> int:
-        return struct.unpack(">H", self.take(2, field))[0]
+        return int.from_bytes(self.take(2, field), "big")
 
     def u32(self, field: str) -> int:
-        return struct.unpack(">I", self.take(4, field))[0]
+        return int.from_bytes(self.take(4, field), "big")
 
     def u64(self, field: str) -> int:
-        return struct.unpack(">Q", self.take(8, field))[0]
+        return int.from_bytes(self.take(8, field), "big")
 
     def rest(self) -> bytes:
         out = self.data[self.pos :]
