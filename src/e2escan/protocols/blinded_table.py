@@ -20,11 +20,15 @@ import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..crypto import group
 from ..crypto.codec import FieldSpec, Schema, read_u32, u32
 from ..crypto.cuckoo import SEED_BYTES, CuckooLayout, CuckooTable
 from ..errors import ConfigError, DecodeError, ProtocolError
+
+if TYPE_CHECKING:
+    from .base import WireSizes
 
 NONCE_BYTES = 16
 
@@ -210,13 +214,18 @@ def public_bytes(cells: int) -> int:
     return HEADER_BYTES + 9 * FIELD_HEADER_BYTES + fixed + group.POINT_BYTES * cells
 
 
-def wire_sizes(entries: int, cuckoo_load: int, stash_size: int, voucher: Schema):
-    """:class:`~e2escan.protocols.base.WireSizes` of a blinded-table protocol: ``entries`` hashes in buckets
-    of ``cuckoo_load`` plus a stash, and vouchers of the fixed-size ``voucher`` schema."""
+def wire_sizes(entries: int, cuckoo_load: float, stash_size: int, voucher: Schema) -> WireSizes:
+    """:class:`~e2escan.protocols.base.WireSizes` of a blinded-table protocol: ``entries`` hashes in
+    ``ceil(entries / cuckoo_load)`` buckets (``cuckoo_load``: the load factor) plus a stash, and vouchers of
+    the fixed-size ``voucher`` schema (:class:`ProtocolError` if a field of it has no fixed size)."""
     import math
 
     from .base import WireSizes
 
     cells = math.ceil(entries / cuckoo_load) + stash_size
-    return WireSizes(entries, cells, public_bytes(cells),
-                     voucher.overhead() + sum(int(f.size) for f in voucher.fields))  # type: ignore[arg-type]
+    field_bytes = 0
+    for f in voucher.fields:
+        if not isinstance(f.size, int):
+            raise ProtocolError(f"{voucher.name}: field {f.name!r} has no fixed size, so neither has a voucher")
+        field_bytes += f.size
+    return WireSizes(entries, cells, public_bytes(cells), voucher.overhead() + field_bytes)

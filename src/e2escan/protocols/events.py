@@ -32,12 +32,13 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
 
 from ..errors import DecodeError, ProtocolError
 from .base import LeakageProfile, MatchServer, Reveal
 
 Value = None | bool | int | bytes | str | tuple["Value", ...]
+_T = TypeVar("_T")
 
 MAGIC = b"E2EV"
 VERSION = 1
@@ -153,16 +154,26 @@ def _decode(data: bytes, pos: int, depth: int) -> tuple[Value, int]:
     raise EventError(f"event value: unknown tag {tag} at byte offset {pos - 1}")
 
 
-def _as_value(value: Any) -> Value:
-    """Records may hold lists, bytearrays or other sequences of values; events hold tuples and bytes."""
+def _as_value(value: object) -> Value:
+    """Records may hold lists, bytearrays or other sequences of values; events hold tuples and bytes.
+
+    :class:`ProtocolError` (the message :func:`encode_value` gives) for a leaf that no event can hold.
+    """
     if isinstance(value, (list, tuple)):
         return tuple(_as_value(v) for v in value)
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
-    return value
+    if value is None or isinstance(value, (bool, int, bytes, str)):
+        return value
+    raise ProtocolError(f"event value: cannot encode a {type(value).__name__} (accepted: None, bool, int, bytes, str, tuple)")
 
 
-def _pairs(fields: Mapping[str, Any]) -> tuple[tuple[str, Value], ...]:
+def as_fields(record: Mapping[str, object]) -> dict[str, Value]:
+    """A server's record (lists, bytearrays allowed) as event fields (tuples and bytes)."""
+    return {k: _as_value(v) for k, v in record.items()}
+
+
+def _pairs(fields: Mapping[str, Value]) -> tuple[tuple[str, Value], ...]:
     return tuple(sorted((k, _as_value(v)) for k, v in fields.items()))
 
 
@@ -179,7 +190,7 @@ class MatchEvent:
     fields: Mapping[str, Value]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "fields", MappingProxyType({k: _as_value(v) for k, v in self.fields.items()}))
+        object.__setattr__(self, "fields", MappingProxyType(as_fields(self.fields)))
 
 
 @dataclass(frozen=True)
@@ -191,7 +202,7 @@ class AccountEvent:
     fields: Mapping[str, Value]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "fields", MappingProxyType({k: _as_value(v) for k, v in self.fields.items()}))
+        object.__setattr__(self, "fields", MappingProxyType(as_fields(self.fields)))
 
 
 @dataclass(frozen=True)
@@ -209,6 +220,8 @@ ServerEvent = MatchEvent | AccountEvent | RevealEvent
 
 def encode_event(event: ServerEvent) -> tuple[str, bytes]:
     """``(kind, bytes)``: the ServerView kind and the event's canonical encoding."""
+    kind: int
+    body: Value
     if isinstance(event, MatchEvent):
         kind, body = 1, (event.protocol, event.account, event.index, _pairs(event.fields))
     elif isinstance(event, AccountEvent):
@@ -231,34 +244,50 @@ def decode_event(data: bytes) -> ServerEvent:
     if kind not in _KINDS:
         raise EventError(f"server event: unknown kind {kind} at byte offset 5")
     body = decode_value(data[6:])
+    if not isinstance(body, tuple):
+        raise EventError(f"server event of kind {_KINDS[kind]!r}: malformed body (a {type(body).__name__}, not a tuple)")
     try:
         if kind == 1:
-            protocol, account, index, pairs = body  # type: ignore[misc]
-            _check_types(protocol=(protocol, str), account=(account, str), index=(index, int))
-            return MatchEvent(protocol, account, index, _fields(pairs))
+            protocol, account, index, pairs = body
+            return MatchEvent(
+                _checked("protocol", protocol, str), _checked("account", account, str), _checked("index", index, int),
+                _fields(pairs),
+            )
         if kind == 2:
-            protocol, account, pairs = body  # type: ignore[misc]
-            _check_types(protocol=(protocol, str), account=(account, str))
-            return AccountEvent(protocol, account, _fields(pairs))
-        protocol, account, indices, payloads = body  # type: ignore[misc]
-        _check_types(protocol=(protocol, str), account=(account, str), indices=(indices, tuple), payloads=(payloads, tuple))
-        if not all(isinstance(i, int) for i in indices) or not all(isinstance(p, bytes) for p in payloads):
+            protocol, account, pairs = body
+            return AccountEvent(_checked("protocol", protocol, str), _checked("account", account, str), _fields(pairs))
+        protocol, account, indices, payloads = body
+        protocol, account = _checked("protocol", protocol, str), _checked("account", account, str)
+        _checked("indices", indices, tuple)
+        _checked("payloads", payloads, tuple)
+        if not (_all_of(indices, int) and _all_of(payloads, bytes)):
             raise EventError("server event: reveal indices must be integers and payloads bytes")
         return RevealEvent(protocol, account, indices, payloads)
     except (TypeError, ValueError) as exc:
         raise EventError(f"server event of kind {_KINDS[kind]!r}: malformed body ({exc})") from exc
 
 
-def _check_types(**checks: tuple[object, type]) -> None:
-    for name, (value, kind) in checks.items():
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise EventError(f"server event: {name} must be {kind.__name__}, got {type(value).__name__}")
+def _checked(name: str, value: Value, kind: type[_T]) -> _T:
+    """``value`` if it is a ``kind`` (never a bool), else :class:`EventError` naming the field."""
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise EventError(f"server event: {name} must be {kind.__name__}, got {type(value).__name__}")
+    return value
 
 
-def _fields(pairs: object) -> dict[str, Value]:
-    if not isinstance(pairs, tuple) or not all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
+def _all_of(items: Value, kind: type[_T]) -> TypeGuard[tuple[_T, ...]]:
+    """Whether ``items`` is a tuple whose every item is a ``kind``."""
+    return isinstance(items, tuple) and all(isinstance(i, kind) for i in items)
+
+
+def _fields(pairs: Value) -> dict[str, Value]:
+    if not isinstance(pairs, tuple):
         raise EventError("server event: fields must be (name, value) pairs")
-    return dict(pairs)  # type: ignore[arg-type]
+    fields: dict[str, Value] = {}
+    for pair in pairs:
+        if not isinstance(pair, tuple) or len(pair) != 2 or not isinstance(pair[0], str):
+            raise EventError("server event: fields must be (name, value) pairs")
+        fields[pair[0]] = pair[1]
+    return fields
 
 
 def check_fields(event: MatchEvent | AccountEvent, leakage: LeakageProfile) -> None:
@@ -304,7 +333,7 @@ class MatchRecorder:
         record = self.server.ingest(account, voucher)
         self.ingest_seconds.append(time.perf_counter() - t0)
         logged = self._records.setdefault(account, [])
-        event = MatchEvent(self.protocol, account, len(logged), record)
+        event = MatchEvent(self.protocol, account, len(logged), as_fields(record))
         check_fields(event, self.leakage)
         logged.append(event.fields)
         return record, [encode_event(event), *self._account_change(account)]
@@ -323,7 +352,7 @@ class MatchRecorder:
     def _record_changes(self, account: str) -> Iterator[MatchEvent]:
         logged = self._records.setdefault(account, [])
         for i, record in enumerate(self.server.observed(account)):
-            event = MatchEvent(self.protocol, account, i, record)
+            event = MatchEvent(self.protocol, account, i, as_fields(record))
             if i < len(logged) and logged[i] == event.fields:
                 continue
             check_fields(event, self.leakage)
@@ -334,7 +363,7 @@ class MatchRecorder:
             yield event
 
     def _account_change(self, account: str) -> list[tuple[str, bytes]]:
-        event = AccountEvent(self.protocol, account, self.server.account_view(account))
+        event = AccountEvent(self.protocol, account, as_fields(self.server.account_view(account)))
         if self._views.get(account) == event.fields:
             return []
         check_fields(event, self.leakage)

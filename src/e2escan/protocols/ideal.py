@@ -27,7 +27,8 @@ subgroup); scalars are 64 bytes reduced modulo the group order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import builtins
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,37 +63,44 @@ class VoucherTruth:
     openings: int
 
 
+#: A declared-linkage key: equal keys (within one account's :class:`Fresh`) draw the same value.
+Link = tuple[Hashable, ...]
+
+
 class Fresh:
-    """Seeded fresh randomness for the ideal world; ``link`` keys repeat a value within an account."""
+    """Seeded fresh randomness for the ideal world; ``link`` keys repeat a value within an account.
+
+    (Inside this class ``bytes`` names the method, so annotations say ``builtins.bytes``.)
+    """
 
     def __init__(self, rng: np.random.Generator) -> None:
         self._rng = rng
-        self._linked: dict[tuple, Any] = {}
+        self._linked: dict[Link, builtins.bytes] = {}
 
-    def _once(self, key: tuple | None, make: Callable[[], Any]) -> Any:
+    def _once(self, key: Link | None, make: Callable[[], builtins.bytes]) -> builtins.bytes:
         if key is None:
             return make()
         if key not in self._linked:
             self._linked[key] = make()
         return self._linked[key]
 
-    def bytes(self, n: int, link: tuple | None = None) -> bytes:
+    def bytes(self, n: int, link: Link | None = None) -> builtins.bytes:
         return self._once(None if link is None else ("bytes", n, *link), lambda: self._rng.bytes(n))
 
-    def scalar(self, link: tuple | None = None) -> bytes:
+    def scalar(self, link: Link | None = None) -> builtins.bytes:
         return self._once(None if link is None else ("scalar", *link), lambda: group.scalar_reduce(self._rng.bytes(64)))
 
-    def element64(self, link: tuple | None = None) -> bytes:
+    def element64(self, link: Link | None = None) -> builtins.bytes:
         """A uniformly random element of the 64-bit field :data:`~e2escan.crypto.smallfield.P64`, encoded."""
         return self._once(
             None if link is None else ("element64", *link),
             lambda: smallfield.encode(int(self._rng.integers(0, smallfield.P64, dtype=np.uint64))),
         )
 
-    def point(self, link: tuple | None = None) -> bytes:
+    def point(self, link: Link | None = None) -> builtins.bytes:
         return self._once(None if link is None else ("point", *link), lambda: group.hash_to_group(self._rng.bytes(32), _H2G_DST))
 
-    def points(self, n: int) -> bytes:
+    def points(self, n: int) -> builtins.bytes:
         return b"".join(self.point() for _ in range(n))
 
 

@@ -16,6 +16,7 @@ from .base import (
 from .ideal import (
     Draw,
     IdealFunctionality,
+    Link,
     ShareRows,
     fresh_fields,
     random_bytes_field,
@@ -94,13 +95,13 @@ def ideal_functionality(params: TpsiAdParams) -> IdealFunctionality:
     per_hash = params.dedup == "hash"
     p64 = params.dhf_field == "p64"
 
-    def link(d: Draw, what: str) -> tuple | None:
+    def link(d: Draw, what: str) -> Link | None:
         return (d.truth.account, d.truth.hash, what) if per_hash else None
 
     def opened(d: Draw) -> bool:
         return d.truth.synthetic or d.truth.member
 
-    def inner(d: Draw) -> tuple | None:
+    def inner(d: Draw) -> tuple[bytes, bytes, tuple[bytes, ...], bytes] | None:
         if not opened(d):
             return None
         x, y = d.fresh.scalar(link(d, "x")), d.fresh.scalar(link(d, "y"))
