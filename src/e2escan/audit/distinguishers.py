@@ -146,7 +146,7 @@ def _leaves(value: Any, path: str, names: Mapping[str, Sequence[str]]) -> Iterat
 
 
 def _record_leaves(record: Mapping[str, Any], names: Mapping[str, Sequence[str]]) -> list[tuple[str, Any]]:
-    out = []
+    out: list[tuple[str, Any]] = []
     for key in sorted(record):
         out.extend(_leaves(record[key], f"record.{key}", names))
     return out
@@ -175,27 +175,31 @@ class _Accumulator:
     def __init__(self, accounts: int) -> None:
         self.n = accounts
         self.sums: dict[str, np.ndarray] = {}
-        self.counts: dict[str, np.ndarray] = {}
+        self.counts: dict[str, np.ndarray | None] = {}  # None: the column is a total, not a mean
         self.field_of: dict[str, str] = {}
 
     def add(self, name: str, field: str, account: int, value: float, mean: bool = True) -> None:
         if name not in self.sums:
             self.sums[name] = np.zeros(self.n)
-            self.counts[name] = np.zeros(self.n) if mean else None  # type: ignore[assignment]
+            self.counts[name] = np.zeros(self.n) if mean else None
             self.field_of[name] = field
         self.sums[name][account] += value
-        if self.counts[name] is not None:
-            self.counts[name][account] += 1
+        counted = self.counts[name]
+        if counted is not None:
+            counted[account] += 1
 
     def add_column(self, name: str, field: str, sums: np.ndarray, counts: np.ndarray | None) -> None:
         """Add a whole column at once: per-account sums, and counts for a mean (``None``: a total)."""
         if name not in self.sums:
             self.sums[name] = np.zeros(self.n)
-            self.counts[name] = None if counts is None else np.zeros(self.n)  # type: ignore[assignment]
+            self.counts[name] = None if counts is None else np.zeros(self.n)
             self.field_of[name] = field
         self.sums[name] += sums
         if counts is not None:
-            self.counts[name] += counts
+            counted = self.counts[name]
+            if counted is None:
+                raise ValueError(f"audit feature {name!r}: a total (no counts) cannot also be a mean")
+            counted += counts
 
     def column(self, name: str) -> np.ndarray:
         if name not in self.sums:

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ProtocolError, RelayError
 from ..hashing import HashArray, PerceptualHash
-from ..messenger import Relay
+from ..messenger import Relay, ViewEvent
 from ..messenger.x3dh import Identity, create_bundle
 from ..protocols.base import Protocol, ProtocolParams
 from ..protocols.events import (
@@ -197,8 +197,8 @@ def build_ideal_world(protocol: Protocol, params: ProtocolParams, ideal: IdealFu
             )
         observed, records = [], []
         for truth, real_obs in zip(truths[name], real.vouchers[name]):
-            voucher, record = ideal.run_voucher(truth, fresh)
-            record = _through_codec(protocol.name, name, truth.index, record)
+            voucher, ideal_record = ideal.run_voucher(truth, fresh)
+            record = _through_codec(protocol.name, name, truth.index, ideal_record)
             records.append(record)
             observed.append(Observed(voucher, len(voucher), real_obs.at, record))
         ideal_world.vouchers[name] = observed
@@ -209,7 +209,10 @@ def build_ideal_world(protocol: Protocol, params: ProtocolParams, ideal: IdealFu
 
 def _through_codec(protocol: str, account: str, index: int, record: Mapping[str, Any]) -> Mapping[str, Any]:
     """The record as it would read back from a ServerView (tuples, bytes), so both worlds share one shape."""
-    return decode_event(encode_event(MatchEvent(protocol, account, index, record))[1]).fields  # type: ignore[union-attr]
+    event = decode_event(encode_event(MatchEvent(protocol, account, index, record))[1])
+    if not isinstance(event, MatchEvent):  # encode_event kept the kind, so decode_event returns it
+        raise ProtocolError(f"audit: a match event of {protocol} decoded as a {type(event).__name__}")
+    return event.fields
 
 
 def read_real_world(relay: Relay, accounts: Sequence[str]) -> World:
@@ -220,12 +223,16 @@ def read_real_world(relay: Relay, accounts: Sequence[str]) -> World:
     for name in accounts:
         records = held.records.get(name, [])
         refs = held.refs.get(name, {})
-        world.vouchers[name] = [
-            Observed(by_ref[refs[i]].data, by_ref[refs[i]].size, by_ref[refs[i]].at, record)
-            for i, record in enumerate(records)
-        ]
+        world.vouchers[name] = [_observed(by_ref[refs[i]], record) for i, record in enumerate(records)]
         world.account_fields[name] = held.accounts.get(name, {})
     return world
+
+
+def _observed(event: ViewEvent, record: Mapping[str, Any]) -> Observed:
+    """The voucher of a ``voucher`` event of the ServerView, with the server's record of it."""
+    if event.data is None:  # the relay logs every voucher event with its bytes
+        raise RelayError(f"ServerView event {event.seq}: a voucher event without the voucher's bytes")
+    return Observed(event.data, event.size, event.at, record)
 
 
 def resolve_params(protocol: Protocol, overrides: Mapping[str, Any]) -> ProtocolParams:
