@@ -16,9 +16,9 @@ HAS_BITWISE_COUNT: bool = hasattr(np, "bitwise_count")
 
 def popcount_u8(a: np.ndarray) -> np.ndarray:
     """Number of set bits of each element of a ``uint8`` array (same shape, ``uint8``)."""
-    if HAS_BITWISE_COUNT:
-        return np.bitwise_count(a)
-    return _POPCOUNT_TABLE[a]
+    # numpy's stubs type a ufunc or fancy-index result on an untyped array as Any; it is an array.
+    counts: np.ndarray = np.bitwise_count(a) if HAS_BITWISE_COUNT else _POPCOUNT_TABLE[a]
+    return counts
 
 
 def popcount_rows(a: np.ndarray) -> np.ndarray:
@@ -29,7 +29,10 @@ def popcount_rows(a: np.ndarray) -> np.ndarray:
     """
     if a.ndim != 2:
         raise ValueError(f"popcount_rows expects a 2-D array, got shape {a.shape}")
+    counts: np.ndarray
     if a.shape[1] % 8 == 0 and a.shape[1] > 0 and HAS_BITWISE_COUNT:
         words = np.ascontiguousarray(a).view(np.uint64)
-        return np.bitwise_count(words).sum(axis=1, dtype=np.int64)
-    return popcount_u8(a).sum(axis=1, dtype=np.int64)
+        counts = np.bitwise_count(words).sum(axis=1, dtype=np.int64)
+    else:
+        counts = popcount_u8(a).sum(axis=1, dtype=np.int64)
+    return counts

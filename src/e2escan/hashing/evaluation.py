@@ -283,12 +283,17 @@ def transform_rng(seed: int, image_index: int, transform_index: int) -> np.rando
 _NO_QUALITY = -1  # quality recorded for hashers that have no quality score
 
 
+#: One image's worker result: its index, per hasher ``(packed hashes, quality scores)`` or ``None``, and the
+#: load error or ``None``.
+_ImageHashes = tuple[int, list[tuple[np.ndarray, np.ndarray]] | None, str | None]
+
+
 def _hash_images(
     corpus: Corpus, hashers: Sequence[Hasher], chains: Sequence[TransformChain], seed: int, indices: Sequence[int]
-) -> list[tuple[int, list[tuple[np.ndarray, np.ndarray]] | None, str | None]]:
+) -> list[_ImageHashes]:
     """Worker: for each image index and hasher, the packed hashes ``(1 + len(chains), bits // 8)`` and their
     quality scores ``(1 + len(chains),)`` (``-1`` where the hasher has none), or the load error."""
-    out = []
+    out: list[_ImageHashes] = []
     for i in indices:
         try:
             original = corpus.load(i)

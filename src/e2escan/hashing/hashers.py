@@ -288,11 +288,13 @@ class BlockMeanHasher(Hasher):
         grey = as_pil(image).convert("L").resize((side, side), Image.Resampling.BOX)
         pixels = np.asarray(grey, dtype=np.float64)
         n, b = self.hash_size, self.block_pixels
-        return pixels.reshape(n, b, n, b).mean(axis=(1, 3))
+        means: np.ndarray = pixels.reshape(n, b, n, b).mean(axis=(1, 3))
+        return means
 
     def hash_packed(self, image: ImageLike) -> np.ndarray:
         means = self.block_means(image)
-        return np.packbits((means > np.median(means)).ravel())
+        packed: np.ndarray = np.packbits((means > np.median(means)).ravel())
+        return packed
 
 
 @dataclass(frozen=True)

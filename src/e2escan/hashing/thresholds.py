@@ -241,7 +241,8 @@ def pairwise_distances(packed: np.ndarray) -> np.ndarray:
     """All Hamming distances between the rows of a packed ``(m, bytes)`` uint8 array (an ``m x m`` int matrix)."""
     bits = np.unpackbits(np.asarray(packed, dtype=np.uint8), axis=1).astype(np.float32)
     ones = bits.sum(axis=1)
-    return np.rint(ones[:, None] + ones[None, :] - 2.0 * (bits @ bits.T)).astype(np.int64)
+    distances: np.ndarray = np.rint(ones[:, None] + ones[None, :] - 2.0 * (bits @ bits.T)).astype(np.int64)
+    return distances
 
 
 def bootstrap_fpr_bound(
@@ -270,7 +271,7 @@ def bootstrap_fpr_bound(
     if not 0.5 <= level < 1.0:
         raise ConfigError(f"level = {level} must lie in [0.5, 1)")
     d = np.asarray(distances, dtype=np.int64)
-    m = d.shape[0]
+    m = int(d.shape[0])
     bits = int(d.max(initial=0))
     iu = np.triu_indices(m, 1)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 
@@ -166,7 +166,9 @@ class HashArray:
     @overload
     def __getitem__(self, index: slice | Sequence[int] | np.ndarray) -> HashArray: ...
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+    def __getitem__(
+        self, index: int | np.integer[Any] | slice | Sequence[int] | np.ndarray
+    ) -> PerceptualHash | HashArray:
         """An integer gives a :class:`PerceptualHash`; a slice, index array or mask gives a ``HashArray``."""
         if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
             n = len(self)
