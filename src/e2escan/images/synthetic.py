@@ -126,8 +126,8 @@ def render_text(text: str, height_px: int, colour: tuple[int, int, int, int]) ->
 def _draw_text(rng: np.random.Generator, image: Image.Image) -> Image.Image:
     width, height = image.size
     words = " ".join(str(w) for w in rng.choice(_WORDS, size=int(rng.integers(1, 3))))
-    colour = (*(int(c) for c in rng.integers(0, 256, size=3)), 255)
-    tile = render_text(words, int(height * rng.uniform(0.05, 0.12)), colour)
+    red, green, blue = (int(c) for c in rng.integers(0, 256, size=3))
+    tile = render_text(words, int(height * rng.uniform(0.05, 0.12)), (red, green, blue, 255))
     x = int(rng.integers(0, max(1, width - tile.width)))
     y = int(rng.integers(0, max(1, height - tile.height)))
     canvas = image.convert("RGBA")

@@ -72,7 +72,7 @@ def clustered_proportion(successes: list[int], trials: list[int]) -> dict[str, f
     n = [int(x) for x in trials]
     r = len(k)
     total_k, total_n = sum(k), sum(n)
-    out: dict[str, float | int | str] = proportion(total_k, total_n).as_dict()
+    out: dict[str, float | int | str] = dict(proportion(total_k, total_n).as_dict())
     rates = sorted(ki / ni for ki, ni in zip(k, n) if ni)
     if rates:
         def pct(q: float) -> float:  # linear interpolation between order statistics
