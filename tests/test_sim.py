@@ -30,17 +30,17 @@ TINY = {
 @pytest.mark.parametrize(
     "patch, message",
     [
-        ({"populaton": {}}, "unknown key 'populaton'; allowed keys: "),
-        ({"population": {"accounts": "10"}}, "population.accounts: expected an integer, got str"),
-        ({"population": {"offender_share": 1.5}}, "population.offender_share: 1.5 is out of range; it must be between 0.0 and 1.0"),
-        ({"population": {"contact_graph": "star"}}, "population.contact_graph: 'star' is not allowed; choose one of"),
-        ({"traffic": {"image_share": -0.1}}, "traffic.image_share: -0.1 is out of range"),
-        ({"traffic": {"bursty": True}}, "unknown key 'traffic.bursty'"),
-        ({"content": {"transforms": [{"spec": "jpeg", "wieght": 1}]}}, "unknown key 'content.transforms[0].wieght'"),
-        ({"content": {"transforms": []}}, "content.transforms: needs at least one entry"),
-        ({"days": 0}, "days: 0 is out of range; it must be at least 1"),
-        ({"population": {"group_size": [5, 3]}}, "population.group_size: [5, 3] must be [smallest, largest]"),
-        ({"messenger": {"header_encryption": "yes"}}, "messenger.header_encryption: expected true or false"),
+        ({"populaton": {}}, "populaton = {}: unknown key; accepted keys: name, description, seed"),
+        ({"population": {"accounts": "10"}}, "population.accounts = \"10\": wrong type (a string); accepted: an integer at least 2"),
+        ({"population": {"offender_share": 1.5}}, "population.offender_share = 1.5: out of range; accepted: a number from 0.0 to 1.0"),
+        ({"population": {"contact_graph": "star"}}, "population.contact_graph = \"star\": not one of the choices; accepted: one of \"small-world\""),
+        ({"traffic": {"image_share": -0.1}}, "traffic.image_share = -0.1: out of range"),
+        ({"traffic": {"bursty": True}}, "traffic.bursty = true: unknown key; accepted keys: messages_per_day"),
+        ({"content": {"transforms": [{"spec": "jpeg", "wieght": 1}]}}, "content.transforms[0].wieght = 1: unknown key; accepted keys: spec, weight"),
+        ({"content": {"transforms": []}}, "content.transforms = []: no entry with a positive weight; accepted: at least one entry"),
+        ({"days": 0}, "days = 0: out of range; accepted: an integer at least 1"),
+        ({"population": {"group_size": [5, 3]}}, "population.group_size = [5, 3]: smallest above largest; accepted: [smallest, largest]"),
+        ({"messenger": {"header_encryption": "yes"}}, "messenger.header_encryption = \"yes\": wrong type (a string); accepted: true or false"),
     ],
 )
 def test_scenario_validation_names_the_key(patch, message):

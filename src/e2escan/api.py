@@ -89,8 +89,8 @@ def run(scenario: Any = "quickstart", *, out: str | Path | None = None, force: b
     Nothing is written unless ``out`` is given; ``cache=True`` uses the on-disk
     hash cache.
     """
+    from .config import to_dict
     from .outputs import claim_output_dir
-    from .sim.config import to_dict
     from .sim.runner import aggregate, run_scenario, simulate_replicate
     from .sim.scenario import validate_components
 

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..config import to_dict
 from ..outputs import claim_output_dir
 from ..report.summary import format_summary
-from ..sim.config import to_dict
 from ..sim.runner import run_scenario, scenario_digest
 from ..sim.scenario import Scenario, resolve_scenario, validate_components
 

@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep, overrides=dict(parse_override(t) for t in args.set))
     import hashlib
 
+    from ..config import to_dict
     from ..outputs import claim_output_dir
-    from ..sim.config import to_dict
 
     identity = {"base": to_dict(sweep.base), "points": sorted(p.point_id for p in sweep.points)}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]

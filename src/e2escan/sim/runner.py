@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import to_dict
 from ..errors import ScenarioError
 from ..metrics.rates import clustered_proportion, proportion
 from ..results import (
@@ -34,7 +35,6 @@ from ..results import (
     write_json,
     write_manifest,
 )
-from .config import to_dict
 from .faithful import run_faithful
 from .measure import compute_metrics, cost_metrics
 from .scenario import Scenario, validate_components

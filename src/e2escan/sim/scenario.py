@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import from_dict, invalid, load_toml, option, set_path, to_dict
 from ..errors import ScenarioError
-from .config import from_dict, load_toml, option, set_path, to_dict
 
 SCENARIO_DIR_ENV = "E2ESCAN_SCENARIO_DIR"
 
@@ -32,11 +32,11 @@ class Population:
 
     def __post_init__(self) -> None:
         if self.group_size[0] > self.group_size[1]:
-            raise ScenarioError(f"population.group_size: {list(self.group_size)} must be [smallest, largest]")
+            raise ScenarioError(invalid("population.group_size", self.group_size, "smallest above largest",
+                                        "[smallest, largest]"))
         if self.mean_contacts >= self.accounts:
-            raise ScenarioError(
-                f"population.mean_contacts: {self.mean_contacts} must be below population.accounts ({self.accounts})"
-            )
+            raise ScenarioError(invalid("population.mean_contacts", self.mean_contacts, "not below population.accounts",
+                                        f"an integer from 1 to {self.accounts - 1} (population.accounts - 1)"))
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,9 @@ class Content:
 
     def __post_init__(self) -> None:
         if not self.transforms or sum(t.weight for t in self.transforms) <= 0:
-            raise ScenarioError("content.transforms: needs at least one entry with a positive weight")
+            raise ScenarioError(invalid("content.transforms", [to_dict(t) for t in self.transforms],
+                                        "no entry with a positive weight",
+                                        "at least one entry with a positive weight"))
 
 
 @dataclass(frozen=True)
@@ -198,26 +200,25 @@ class Scenario:
     def __post_init__(self) -> None:
         poisoning = self.attacks.poisoning
         if poisoning is not None and poisoning.target >= self.traffic.popular_images:
-            raise ScenarioError(
-                f"attacks.poisoning.target: {poisoning.target} must be below traffic.popular_images "
-                f"({self.traffic.popular_images})"
-            )
+            raise ScenarioError(invalid("attacks.poisoning.target", poisoning.target, "not below traffic.popular_images",
+                                        f"an integer from 0 to {self.traffic.popular_images - 1}"))
         if self.attacks.collision is not None and self.attacks.collision.targets >= self.population.accounts:
-            raise ScenarioError(
-                f"attacks.collision.targets: {self.attacks.collision.targets} must be below population.accounts"
-            )
+            raise ScenarioError(invalid("attacks.collision.targets", self.attacks.collision.targets,
+                                        "not below population.accounts",
+                                        f"an integer from 1 to {self.population.accounts - 1}"))
         if self.engine == "statistical" and (self.attacks.evasion or self.attacks.poisoning or self.attacks.collision):
-            raise ScenarioError("attacks: the statistical path models no attacks; use engine = 'faithful'")
+            raise ScenarioError(invalid("engine", self.engine, "the statistical path models no attacks",
+                                        "\"faithful\" when [attacks] are given"))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Scenario:
-        return from_dict(cls, data)
+    def from_dict(cls, data: dict[str, Any], source: str = "") -> Scenario:
+        """The scenario of a parsed table; errors name ``source`` (a file), the dotted key and the value."""
+        return from_dict(cls, data, error=ScenarioError, source=source)
 
     @classmethod
     def load(cls, path: str | Path) -> Scenario:
-        data = load_toml(path)
+        scenario = cls.from_dict(load_toml(path, error=ScenarioError), source=str(path))
         try:
-            scenario = from_dict(cls, data)
             validate_components(scenario)
         except ScenarioError as exc:
             raise ScenarioError(f"{path}: {exc}") from None
@@ -230,7 +231,7 @@ class Scenario:
         """A copy with dotted keys replaced, e.g. ``{"protocol.params.threshold": 10}``, validated again."""
         data = self.to_dict()
         for key, value in dotted.items():
-            data = set_path(data, key, value)
+            data = set_path(data, key, value, error=ScenarioError)
         return Scenario.from_dict(data)
 
 

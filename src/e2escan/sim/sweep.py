@@ -65,6 +65,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import load_toml
 from ..errors import ConfigError, E2escanError
 from ..results import (
     atomic_write_bytes,
@@ -74,7 +75,6 @@ from ..results import (
     write_json,
     write_manifest,
 )
-from .config import load_toml
 from .runner import run_scenario, scenario_digest, scenario_to_toml
 from .scenario import Scenario, resolve_scenario, validate_components
 
