@@ -18,6 +18,14 @@
 
 Both reuse the ``tpsi-ad`` voucher, server and threshold machinery; specs:
 ``protocols/tpsi-ad-ball.md`` and ``protocols/tpsi-ad-multiprobe.md``.
+
+Every search of the database in the clear goes through
+:class:`~e2escan.hashing.HammingIndex`: the ball's plaintext matcher is the
+base one (nearest database hash); the multi-probe matcher and opening count
+take the index's hashes within ``probe_bits`` of the query and keep those that
+differ only in the probed bits. :func:`multiprobe_matches` is the brute-force
+oracle the tests hold them to. (The ball's server needs no search: its table
+is the enumerated ball, :func:`expand_ball`.)
 """
 
 from __future__ import annotations
@@ -26,17 +34,17 @@ import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import numpy as np
 
 from ..errors import ConfigError, ProtocolError
-from ..hashing import HashArray, PerceptualHash
+from ..hashing import HammingIndex, HashArray, PerceptualHash
 from .base import (
     LeakageProfile,
-    MatchServer,
     ProtocolParams,
     StatisticalModel,
+    check_database,
     check_int,
 )
 from .tpsi_ad import DESCRIPTIONS, TpsiAdParams, TpsiAdProtocol, TpsiAdScanner
@@ -113,7 +121,7 @@ class TpsiAdBallProtocol(TpsiAdProtocol):
         assert isinstance(params, TpsiAdBallParams)
         return expand_ball(database, params.radius)
 
-    def table_server(self, state: Any, params: ProtocolParams) -> tuple[MatchServer, bytes]:
+    def table_server(self, state: Any, params: ProtocolParams) -> NoReturn:
         raise ProtocolError(f"{self.name}: its table holds the Hamming ball, not the database itself")
 
     def match_radius(self, params: ProtocolParams) -> int:
@@ -154,7 +162,8 @@ class TpsiAdMultiprobeParams(TpsiAdParams):
             )
 
     def probes(self) -> int:
-        return 2**self.probe_bits
+        """Probes per voucher: ``2 ** probe_bits``."""
+        return 1 << self.probe_bits
 
 
 class TpsiAdMultiprobeScanner(TpsiAdScanner):
@@ -212,18 +221,17 @@ class TpsiAdMultiprobeProtocol(TpsiAdProtocol):
                                             "statistical path models radius-based matching: use engine = 'faithful'")
 
     def expected_openings(self, database: HashArray, params: Any) -> Callable[[PerceptualHash, bool], int]:
-        """Pairs a real voucher opens: the database hashes among its probes (fixed ``probe_order``, no hint)."""
+        """Pairs a real voucher opens: how many of its probes are database hashes (fixed ``probe_order``, no hint)."""
         self.check_params(params)
         assert isinstance(params, TpsiAdMultiprobeParams)
-        members = {row.tobytes() for row in database.data}
-        order = params.probe_order or tuple(range(database.bits))
-        masks = _flip_masks(database.bits, list(order[: params.probe_bits]), params.probe_bits)
+        index = HammingIndex(database, threads=1)
+        positions = _fixed_probe_positions(database.bits, params)
+        outside = _outside_mask(database.bits, positions)
 
         def openings(h: PerceptualHash, matched: bool) -> int:
             if not matched:
                 return 0
-            base = np.frombuffer(h.data, dtype=np.uint8)
-            return sum((base ^ m).tobytes() in members for m in masks)
+            return len(np.unique(_confined_matches(index, h, len(positions), outside), axis=0))
 
         return openings
 
@@ -236,20 +244,51 @@ class TpsiAdMultiprobeProtocol(TpsiAdProtocol):
         """
         self.check_params(params)
         assert isinstance(params, TpsiAdMultiprobeParams)
-        db = database
-        order = params.probe_order or tuple(range(db.bits))
-        positions = list(order[: params.probe_bits])
+        index = HammingIndex(check_database(database, f"{self.name}.plaintext_matcher"), threads=1)
+        positions = _fixed_probe_positions(database.bits, params)
+        outside = _outside_mask(database.bits, positions)
 
         def match(h: PerceptualHash) -> tuple[bool, int]:
-            return multiprobe_matches(db, h.data, positions), int(db.distances_to(h).min())
+            nearest = int(index.knn(h, 1)[1][0, 0])
+            return len(_confined_matches(index, h, len(positions), outside)) > 0, nearest
 
         return match
 
 
+def _fixed_probe_positions(bits: int, params: TpsiAdMultiprobeParams) -> list[int]:
+    """Bits a device without a hint flips: the first ``probe_bits`` of ``probe_order`` (default 0, 1, 2, ...)."""
+    order = params.probe_order or tuple(range(bits))
+    positions = list(order[: params.probe_bits])
+    if max(positions, default=0) >= bits:
+        raise ProtocolError(f"{MULTIPROBE}: probe_order names bit {max(positions)} of a {bits}-bit hash")
+    return positions
+
+
+def _outside_mask(bits: int, positions: list[int]) -> np.ndarray:
+    """Packed mask with a 1 at every bit not in ``positions`` (the bits a probe never flips)."""
+    outside = np.ones(bits, dtype=np.uint8)
+    outside[positions] = 0
+    return np.packbits(outside)
+
+
+def _confined_matches(index: HammingIndex, h: PerceptualHash, radius: int, outside: np.ndarray) -> np.ndarray:
+    """Database rows (packed, duplicates kept) that differ from ``h`` only in bits where ``outside`` is 0.
+
+    Such a row is within ``radius`` (the number of probed bits) of ``h``, so
+    the index's radius query returns every one of them; the mask then drops
+    the near hashes that differ somewhere else.
+    """
+    rows = index.db.data[index.radius(h, radius)[0]]
+    differ = rows ^ np.frombuffer(h.data, dtype=np.uint8)
+    confined: np.ndarray = rows[~np.any(differ & outside, axis=1)]
+    return confined
+
+
 def multiprobe_matches(database: HashArray, query: bytes, positions: list[int]) -> bool:
-    """The oracle: some database hash differs from ``query`` only within ``positions``."""
+    """The oracle: some database hash differs from ``query`` only within ``positions`` (brute force, for tests)."""
     bits = database.bits
-    diff = np.unpackbits(database.data ^ np.frombuffer(query, dtype=np.uint8), axis=1)
+    xor: np.ndarray = np.bitwise_xor(database.data, np.frombuffer(query, dtype=np.uint8))
+    diff = np.unpackbits(xor, axis=1)
     outside = np.ones(bits, dtype=bool)
     outside[positions] = False
     return bool(np.any(~diff[:, outside].any(axis=1)))
