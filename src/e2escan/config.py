@@ -12,8 +12,10 @@ dotted key, the value and what is accepted::
     simulator/x.toml: protocol.params.threshold = 0: out of range; accepted: an integer from 1 to 4096
 
 An error a dataclass raises from its own ``__post_init__`` (a cross-field
-check) reaches the user prefixed with the file and the dotted key of the
-table it belongs to, unless its message already starts with that key.
+check) reaches the user prefixed with the file and the dotted key of its
+table: ``table.field = ...`` when the message starts with one of the class's
+field names, ``table: message`` otherwise, unchanged when it already starts
+with the table's key.
 """
 
 from __future__ import annotations
@@ -211,7 +213,9 @@ class _Loader:
             return cls(**kwargs)
         except (E2escanError, ValueError, TypeError) as exc:
             message = str(exc)
-            if prefix and not message.startswith((prefix + ".", prefix + ":", prefix + " ", prefix + "[")):
+            if prefix and message.startswith(tuple(f"{n}{sep}" for n in fields for sep in (" =", ":", "[", "."))):
+                message = f"{prefix}.{message}"  # the class named one of its own fields
+            elif prefix and not message.startswith(tuple(prefix + sep for sep in (".", ":", " ", "["))):
                 message = f"{prefix}: {message}"
             kind = type(exc) if isinstance(exc, self.error) else self.error
             raise kind(message) from None
