@@ -262,7 +262,7 @@ def test_the_check_fails_when_the_correlated_sampler_draws_independently(monkeyp
     def independent_only(family, holders, copies, correlation, rng):
         return real(family, holders, copies, 0.0, rng)
 
-    monkeypatch.setattr(poisoning, "draw_holder_copies", independent_only)
+    monkeypatch.setattr(poisoning.holders, "draw_holder_copies", independent_only)  # where the sampler is called
     broken = check_holder_model(_pool(), 40, 30, 0.0, 1.0, 20_000, np.random.default_rng(1))
     assert not broken.agrees and broken.simulated < 0.01 < broken.closed_form
     assert check_holder_model(_pool(), 3, 3, 0.0, 1.0, 20_000, np.random.default_rng(1)).agrees is False

@@ -39,7 +39,7 @@ import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -52,21 +52,9 @@ from ..metrics.probability import binomial_pmf
 from ..protocols.events import decode_event, replay
 
 __all__ = [
-    "CountingRun",
-    "DigestAudit",
-    "SplitView",
-    "audit_digests",
-    "blinded_cells",
-    "counting_error",
-    "differing_cells",
-    "estimate_true_matches",
-    "expected_synthetic",
-    "hashes_implicated",
-    "minimal_split_view",
-    "opened_counts_from_view",
-    "public_digest",
-    "run_voucher_counting",
-    "split_view",
+    "CountingRun", "DigestAudit", "SplitView", "audit_digests", "blinded_cells", "counting_error", "differing_cells",
+    "estimate_true_matches", "expected_synthetic", "hashes_implicated", "minimal_split_view",
+    "opened_counts_from_view", "public_digest", "record_opened", "run_voucher_counting", "split_view",
     "voucher_side_channels",
 ]
 
@@ -188,19 +176,24 @@ def run_voucher_counting(
         name = f"account-{i}"
         for j in rng.permutation(vouchers):
             server.ingest(name, client.scan(images[int(j)], payload=b""))
-        opened[i] = int(server.account_view(name)["opened_count"])
+        opened[i] = cast(int, server.account_view(name)["opened_count"])
         over[i] = server.reveal(name).over_threshold
     estimates = np.array([estimate_true_matches(int(o), vouchers, s, capacity) for o in opened])
     return CountingRun(matches, np.full(matches.size, vouchers), opened, estimates, over)
 
 
+def record_opened(record: Mapping[str, object]) -> bool:
+    """Whether a match server's record of one voucher says its outer layer opened.
+
+    Variants without an outer layer record no ``opened``; for them a voucher that matched counts.
+    """
+    return bool(record.get("opened", record.get("is_match", False)))
+
+
 def opened_counts_from_view(view: Any) -> dict[str, tuple[int, int]]:
     """Per account ``(vouchers, opened)`` from the match server's records in the ServerView."""
     held = replay(view)
-    return {
-        account: (len(records), sum(bool(r.get("opened", r.get("is_match", False))) for r in records))
-        for account, records in held.records.items()
-    }
+    return {account: (len(records), sum(record_opened(r) for r in records)) for account, records in held.records.items()}
 
 
 # --- (b) side channels in the relay's log --------------------------------------------------------
@@ -234,8 +227,7 @@ def voucher_side_channels(run: Any, rng: np.random.Generator, permutations: int 
         elif ev.kind == "submit":
             envelope[ev.ref] = ev.size
         elif ev.kind == "match" and ev.ref is not None:
-            fields = decode_event(ev.data).fields  # type: ignore[union-attr]
-            opened[ev.ref] = int(bool(fields.get("opened", fields.get("is_match", False))))
+            opened[ev.ref] = int(record_opened(decode_event(ev.data).fields))  # type: ignore[union-attr]
         elif ev.kind == "voucher" and ev.ref in label_of:
             blob = last_blob.get(ev.sender, 0)
             rows[ev.ref] = [ev.size, envelope.get(ev.ref, 0), blob, ev.at % SECONDS_PER_DAY, blob_sizes[blob] - 1]
