@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageError
+from ..images import CorpusImage, TransformedImage
 
 __all__ = ["DATA_RANGE", "FAST_PATH_MARGIN", "SSIM_SIGMA", "SSIM_WINDOW", "SsimReference", "psnr", "ssim", "ssim_window"]
 
@@ -46,10 +47,12 @@ def ssim_window() -> np.ndarray:
 
 
 def as_pixel_array(image: Any, name: str = "image") -> np.ndarray:
-    """A float64 ``(H, W, C)`` view of a PIL image or a uint8/float array of shape ``(H, W)`` or ``(H, W, C)``."""
-    inner = getattr(image, "image", None)
-    if inner is not None and not isinstance(image, np.ndarray):
-        image = inner
+    """A float64 ``(H, W, C)`` view of a PIL image or a uint8/float array of shape ``(H, W)`` or ``(H, W, C)``.
+
+    A :class:`~e2escan.images.TransformedImage` or :class:`~e2escan.images.CorpusImage` stands for its image.
+    """
+    if isinstance(image, (TransformedImage, CorpusImage)):
+        image = image.image
     if not isinstance(image, np.ndarray):
         try:
             mode = image.mode
@@ -98,6 +101,7 @@ def _check_window(x: np.ndarray) -> None:
 # The fast float32 path of SsimReference.meets is trusted only this far from the bound.
 FAST_PATH_MARGIN = 1e-3
 _CENTRE = DATA_RANGE / 2  # statistics are computed on centred values, which keeps float32 variances accurate
+_Float = type[np.float64] | type[np.float32]  # the two precisions SsimReference computes in
 
 
 def _index_mean(mu_x: np.ndarray, var_x: np.ndarray, mu_y: np.ndarray, var_y: np.ndarray, cov: np.ndarray) -> float:
@@ -123,9 +127,9 @@ class SsimReference:
         self._stats = {dtype: self._reference_stats(x, dtype) for dtype in (np.float64, np.float32)}
 
     @staticmethod
-    def _reference_stats(x: np.ndarray, dtype: type) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        taps = ssim_window().astype(dtype)
-        centred = (x - _CENTRE).astype(dtype)
+    def _reference_stats(x: np.ndarray, dtype: _Float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        taps: np.ndarray = ssim_window().astype(dtype)
+        centred: np.ndarray = (x - _CENTRE).astype(dtype)
         stats = _filter(np.concatenate([centred, centred * centred], axis=2), taps)
         c = x.shape[2]
         mean = stats[:, :, :c]
@@ -135,9 +139,9 @@ class SsimReference:
     def shape(self) -> tuple[int, ...]:
         return self._x.shape
 
-    def _compute(self, y: np.ndarray, dtype: type) -> float:
+    def _compute(self, y: np.ndarray, dtype: _Float) -> float:
         centred_x, mu_x, var_x, taps = self._stats[dtype]
-        centred_y = (y - _CENTRE).astype(dtype)
+        centred_y: np.ndarray = (y - _CENTRE).astype(dtype)
         c = y.shape[2]
         stats = _filter(np.concatenate([centred_y, centred_y * centred_y, centred_x * centred_y], axis=2), taps)
         mean_y = stats[:, :, :c]
