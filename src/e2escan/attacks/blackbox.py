@@ -1,9 +1,12 @@
-"""The black-box search: natural-evolution-strategies (NES) gradient estimates on a smooth perturbation grid.
+"""The black-box search (Jain, Crețu and de Montjoye, USENIX Security 2022), for any hash.
 
-Query-only: the objective is the Hamming distance the hasher itself returns.
-Perturbations are a ``grid x grid`` array upsampled bilinearly to the image and
-added equally to the three colour channels (every hash here reads luminance
-only, and smooth changes are what a downsampling hash sees).
+Natural-evolution-strategies (NES) gradient estimation with antithetic
+Gaussian samples, then a signed-gradient step. The objective is the
+Hamming distance returned by the hasher itself, which is the only thing
+the attacker observes. Perturbations are smooth: a ``grid x grid`` array
+upsampled bilinearly to the image size and added equally to the three
+colour channels (every hash here reads luminance only, and smooth changes
+are what a downsampling hash sees).
 """
 
 from __future__ import annotations

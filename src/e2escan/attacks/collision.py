@@ -14,12 +14,8 @@ is flagged.
 objective "minus the Hamming distance to the target": the black-box NES
 search by default, or the white-box DCT model for pHash and PDQ, where the
 desired bits are the target's (falling back to the black-box search when
-the model's hash of the innocent image differs from the library's). The same
-rules hold: every hash computation is a query, the returned image always
-meets the SSIM bound, ``encode`` puts the messenger's attachment encoding in
-the objective and judges success after it, ``margin`` aims inside the
-radius, PDQ hashes of quality below 50 do not count, and results are
-deterministic for a seed.
+the model's hash of the innocent image differs from the library's), under
+the same rules (:mod:`e2escan.attacks.search`); ``margin`` aims inside the radius.
 """
 
 from __future__ import annotations

@@ -7,57 +7,20 @@ so :func:`evade` takes ``min_distance = T + 1``. Two methods, after Jain,
 Crețu and de Montjoye (USENIX Security 2022), who proposed one black-box
 attack for any hash and white-box attacks for DCT-based hashes:
 
-``"blackbox"``
-    Natural-evolution-strategies (NES) gradient estimation with antithetic
-    Gaussian samples, then a signed-gradient step. The objective is the
-    Hamming distance returned by the hasher itself, which is the only thing
-    the attacker observes. Perturbations are smooth: a ``grid x grid`` array
-    upsampled bilinearly to the image size and added equally to the three
-    colour channels (every hash here reads luminance only, and smooth changes
-    are what a downsampling hash sees).
-``"whitebox"``
-    For pHash and PDQ, whose bits compare low-frequency DCT coefficients
-    with their median. The attacker recomputes the coefficients, picks the
-    bits closest to the median (half above it, half below, so that the
-    median stays put), solves for the minimum-norm change of the hash's
-    thumbnail that pushes exactly those coefficients across the median, and
-    upsamples it to pixel space. Each step is checked with the real hasher.
-    The model reproduces the library's bits exactly only when no feature
-    ties with the median: on structured images (mirror symmetry, stripes,
-    checkerboards) many coefficients are equal to the median in exact
-    arithmetic and floating-point noise decides their bits differently in
-    the model and in the library. The first query therefore compares the
-    model's hash with the library's, and on any difference the attack runs
-    the black-box search instead (``EvasionResult.fell_back``).
+``"blackbox"`` (:mod:`e2escan.attacks.blackbox`)
+    NES gradient estimates of the distance the hasher itself returns, on a
+    smooth perturbation grid; any hash.
+``"whitebox"`` (:mod:`e2escan.attacks.whitebox`)
+    For pHash and PDQ: pushes the DCT coefficients nearest their median
+    across it; when the model's hash of the original differs from the
+    library's, it runs the black-box search instead (``EvasionResult.fell_back``).
 
-Common rules (both methods):
-
-* every call of the real hasher counts as one query, and the attack stops
-  when ``max_queries`` are spent or the goal is met;
-* quality is bounded by SSIM (:func:`e2escan.attacks.quality.ssim`, Wang
-  et al. 2004, Gaussian window, averaged over RGB channels): an image is
-  acceptable only if its SSIM with the original is at least ``min_ssim``;
-  iterates that break the bound are scaled back towards the original until
-  they meet it;
-* all randomness comes from the ``rng`` passed in, so a seed fixes the result;
-* the returned image is always acceptable (the original itself if nothing
-  better was found), so ``success`` means the distance goal was met;
-* ``encode`` (a transform chain spec such as ``"jpeg:quality=90"``) puts
-  the messenger's attachment encoding inside the objective: every candidate
-  is encoded, decoded and then hashed (still one query), and success is
-  judged on that hash, the one a scanner computes from the attachment;
-* ``margin`` makes the search aim ``margin`` bits beyond the goal (evasion:
-  distance ``min_distance + margin``; collision: ``radius - margin``), so
-  that the result keeps its success under changes the objective does not
-  model; success is still judged at the goal itself;
-* for PDQ, whose documentation says to discard hashes of quality below 50,
-  a candidate counts only if its quality is at least
-  :data:`PDQ_MIN_QUALITY`; the quality is reported beside every result.
-
-The search machinery (:class:`~e2escan.attacks.search.HashSearch`, with the
-methods of :mod:`e2escan.attacks.blackbox` and :mod:`e2escan.attacks.whitebox`)
-is shared with :mod:`e2escan.attacks.collision`, which uses it with a different
-objective. Its names stay importable from here.
+Both follow the rules of every search-based attack (:mod:`e2escan.attacks.search`):
+queries are counted, the returned image meets the SSIM bound, ``encode`` and
+``margin`` move the objective, PDQ hashes of quality below
+:data:`PDQ_MIN_QUALITY` do not count, and a seed fixes the result. The search
+machinery is shared with :mod:`e2escan.attacks.collision`; its names stay
+importable from here.
 """
 
 from __future__ import annotations
@@ -77,24 +40,9 @@ from .search import PDQ_MIN_QUALITY, HashSearch
 from .whitebox import DctModel, dct_model, model_agrees, run_whitebox, unsupported_whitebox, whitebox_supported
 
 __all__ = [
-    "GENERIC_GRID",
-    "METHODS",
-    "PDQ_MIN_QUALITY",
-    "BlackBoxParams",
-    "DctModel",
-    "EvasionResult",
-    "HashSearch",
-    "check_attack_arguments",
-    "check_margin",
-    "dct_model",
-    "default_grid",
-    "evade",
-    "model_agrees",
-    "parse_encode",
-    "run_method",
-    "run_nes",
-    "run_whitebox",
-    "whitebox_supported",
+    "GENERIC_GRID", "METHODS", "PDQ_MIN_QUALITY", "BlackBoxParams", "DctModel", "EvasionResult", "HashSearch",
+    "check_attack_arguments", "check_margin", "dct_model", "default_grid", "evade", "model_agrees", "parse_encode",
+    "run_method", "run_nes", "run_whitebox", "whitebox_supported",
 ]
 
 Method = Literal["blackbox", "whitebox"]

@@ -1,11 +1,30 @@
-"""The query-counted search shared by evasion and collision: one image, one hash objective, an SSIM bound.
+"""The query-counted search that evasion and collision share (:class:`HashSearch`), and its rules.
 
-:class:`HashSearch` holds a greyscale additive perturbation of one image and
-spends hash queries on candidates; :mod:`e2escan.attacks.blackbox` (NES) and
-:mod:`e2escan.attacks.whitebox` (the DCT model) propose the candidates,
-:mod:`e2escan.attacks.evasion` and :mod:`e2escan.attacks.collision` choose the
-objective. Every hash computation is one query; the best image kept always
-meets the SSIM bound and, for PDQ, has quality at least :data:`PDQ_MIN_QUALITY`.
+:mod:`e2escan.attacks.blackbox` and :mod:`e2escan.attacks.whitebox` propose the
+candidates; :mod:`e2escan.attacks.evasion` and :mod:`e2escan.attacks.collision`
+choose the objective. The rules every such attack follows:
+
+* every call of the real hasher counts as one query, and the attack stops
+  when ``max_queries`` are spent or the goal is met;
+* quality is bounded by SSIM (:func:`e2escan.attacks.quality.ssim`, Wang
+  et al. 2004, Gaussian window, averaged over RGB channels): an image is
+  acceptable only if its SSIM with the original is at least ``min_ssim``;
+  iterates that break the bound are scaled back towards the original until
+  they meet it;
+* all randomness comes from the ``rng`` passed in, so a seed fixes the result;
+* the returned image is always acceptable (the original itself if nothing
+  better was found), so ``success`` means the distance goal was met;
+* ``encode`` (a transform chain spec such as ``"jpeg:quality=90"``) puts
+  the messenger's attachment encoding inside the objective: every candidate
+  is encoded, decoded and then hashed (still one query), and success is
+  judged on that hash, the one a scanner computes from the attachment;
+* ``margin`` makes the search aim ``margin`` bits beyond the goal (evasion:
+  distance ``min_distance + margin``; collision: ``radius - margin``), so
+  that the result keeps its success under changes the objective does not
+  model; success is still judged at the goal itself;
+* for PDQ, whose documentation says to discard hashes of quality below 50,
+  a candidate counts only if its quality is at least
+  :data:`PDQ_MIN_QUALITY`; the quality is reported beside every result.
 """
 
 from __future__ import annotations

@@ -1,13 +1,18 @@
-"""The white-box search for DCT hashes (pHash, PDQ): push chosen coefficients across their median.
+"""The white-box search for DCT hashes (Jain, Crețu and de Montjoye, USENIX Security 2022).
 
-Both hashes set a bit when a low-frequency DCT coefficient of a thumbnail
-exceeds the median of all of them. :class:`DctModel` writes that out as the
-attacker's model; :func:`run_whitebox` picks the coefficients closest to the
-median (balanced between rising and falling, so the median stays put), solves
-for the minimum-norm thumbnail change that moves exactly those across it, and
-upsamples the change to pixels. The model matches the library bit for bit only
-when no coefficient ties with the median (:func:`model_agrees`); callers fall
-back to the black-box search when it does not.
+For pHash and PDQ, whose bits compare low-frequency DCT coefficients
+with their median. The attacker recomputes the coefficients, picks the
+bits closest to the median (half above it, half below, so that the
+median stays put), solves for the minimum-norm change of the hash's
+thumbnail that pushes exactly those coefficients across the median, and
+upsamples it to pixel space. Each step is checked with the real hasher.
+The model reproduces the library's bits exactly only when no feature
+ties with the median: on structured images (mirror symmetry, stripes,
+checkerboards) many coefficients are equal to the median in exact
+arithmetic and floating-point noise decides their bits differently in
+the model and in the library. The first query therefore compares the
+model's hash with the library's (:func:`model_agrees`), and on any difference
+the attack runs the black-box search instead (``EvasionResult.fell_back``).
 """
 
 from __future__ import annotations
