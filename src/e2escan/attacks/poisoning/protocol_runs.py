@@ -58,7 +58,6 @@ class ProtocolPoisoningRun:
     target_matches: np.ndarray
 
 
-
 def run_protocol_poisoning(
     protocol: Protocol,
     params: ProtocolParams,
