@@ -52,7 +52,7 @@ def parts(s: Scenario) -> tuple[float, int]:
     content = ContentSource(s.content, s.traffic, streams["content"])
     hasher = get_hasher("pdq")
     proto = get_protocol(s.protocol.name)
-    params = proto.Params(**s.protocol.params)
+    params = s.protocol.params
     database = HashArray.from_hashes(hasher.hash(img) for img in content.known_images())
     server, public = proto.server_setup(database, params)
     relay = Relay()

@@ -10,7 +10,9 @@ without a ``[parameter]`` part covers every parametrisation.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,3 +31,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         base = nodeid.split("[", 1)[0]
         if nodeid in slow or base in slow:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="module")
+def fake_protocol() -> Iterator[Any]:
+    """The simulator tests' fake protocol (``sim_fakes``), registered as ``fake`` for one module.
+
+    A scenario holds its protocol's typed parameters, built from the registry when the scenario is
+    loaded, so a scenario naming ``fake`` needs it registered; the module's tests run it by passing
+    ``protocol=sim_fakes.PROTOCOL``. Use with ``pytestmark = pytest.mark.usefixtures("fake_protocol")``.
+    """
+    import sim_fakes
+
+    from e2escan.protocols import register, unregister
+
+    register(sim_fakes.PROTOCOL)
+    yield sim_fakes.PROTOCOL
+    unregister(sim_fakes.PROTOCOL.name)

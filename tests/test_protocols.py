@@ -261,7 +261,7 @@ def test_params_validation_names_the_key(tmp_path: Path) -> None:
         get_protocol("tpsi-ad-multiprobe").Params(probe_order=(1, 1, 2))
     bad = tmp_path / "bad.toml"
     bad.write_text('protocol = "tpsi-ad"\n[params]\nthreshold = 5\nthreshhold = 6\n')
-    with pytest.raises(ConfigError, match="unknown key.*threshhold"):
+    with pytest.raises(ConfigError, match=r"bad.toml: params.threshhold = 6: unknown key; accepted keys: threshold"):
         proto.Params.from_toml(bad)
     bad.write_text('protocol = "psi-exact"\n[params]\n')
     with pytest.raises(ConfigError, match="parameters of 'tpsi-ad'"):

@@ -16,6 +16,8 @@ from e2escan.sim.population import build_population
 from e2escan.sim.runner import run_scenario, scenario_to_toml
 from e2escan.sim.scenario import Population, Scenario, shipped_scenarios_dir
 
+pytestmark = pytest.mark.usefixtures("fake_protocol")  # scenarios here name the fake protocol
+
 TINY = {
     "name": "tiny",
     "days": 2,
@@ -200,24 +202,31 @@ def test_real_tpsi_ad_is_deterministic_despite_os_randomness():
 
 
 @pytest.mark.parametrize(
-    "override, message",
+    "when, override, message",
     [
-        ({"protocol.params": {"treshold": 3}}, "protocol.params: unknown key 'treshold' for tpsi-ad; allowed keys: threshold"),
-        ({"protocol.name": "tpsi"}, "protocol.name: unknown protocol 'tpsi'; registered: plaintext"),
-        ({"hasher.params": {"hash_sise": 8}}, "hasher 'pdq' has no parameter 'hash_sise'"),
-        ({"protocol.params": {"threshold": 0}}, "protocol.params: tpsi-ad.threshold = 0 is out of range"),
+        ("built", {"protocol.params": {"treshold": 3}},
+         "protocol.params.treshold = 3: unknown key; accepted keys: threshold"),
+        ("built", {"protocol.name": "tpsi"}, 'protocol.name = "tpsi": not one of the choices; accepted: one of "plaintext"'),
+        ("built", {"protocol.params": {"threshold": 0}}, "protocol.params: tpsi-ad.threshold = 0 is out of range"),
+        ("run", {"hasher.params": {"hash_sise": 8}}, "hasher 'pdq' has no parameter 'hash_sise'"),
     ],
 )
-def test_protocol_and_hasher_parameters_are_validated_before_a_run(tmp_path, override, message):
+def test_protocol_and_hasher_parameters_are_validated_before_a_run(tmp_path, when, override, message):
+    """The protocol's name and parameters are refused when the scenario is built; the hasher's before a run."""
     from e2escan.sim.scenario import resolve_scenario, validate_components
 
-    s = Scenario.load(resolve_scenario("quickstart")).with_overrides(**override)
-    with pytest.raises(ScenarioError) as info:
-        validate_components(s)
+    base = Scenario.load(resolve_scenario("quickstart"))
+    if when == "built":
+        with pytest.raises(ScenarioError) as info:
+            base.with_overrides(**override)
+    else:
+        s = base.with_overrides(**override)
+        with pytest.raises(ScenarioError) as info:
+            validate_components(s)
+        with pytest.raises(ScenarioError):
+            run_scenario(s, tmp_path / "never")
+        assert not (tmp_path / "never").exists()
     assert message in str(info.value)
-    with pytest.raises(ScenarioError):
-        run_scenario(s, tmp_path / "never")
-    assert not (tmp_path / "never").exists()
 
 
 def _attack_scenario(**attacks):

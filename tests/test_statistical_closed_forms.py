@@ -30,6 +30,8 @@ from e2escan.sim.calibration import calibrate
 from e2escan.sim.scenario import Scenario
 from e2escan.sim.statistical import run_statistical
 
+pytestmark = pytest.mark.usefixtures("fake_protocol")  # scenarios here name the fake protocol
+
 TRANSFORMS = [{"spec": "none", "weight": 0.5}, {"spec": "jpeg:quality=60", "weight": 0.3},
               {"spec": "resize:scale=0.5", "weight": 0.2}]
 

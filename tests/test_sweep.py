@@ -79,7 +79,7 @@ def test_grid_points_follow_file_order_and_ids_are_scenario_digests(tmp_path):
         {"protocol.params.radius": 24, "seed": 1}, {"protocol.params.radius": 24, "seed": 2},
     ]
     for p in sweep.points:
-        assert p.scenario.protocol.params["radius"] == p.params["protocol.params.radius"]
+        assert p.scenario.protocol.params.radius == p.params["protocol.params.radius"]
         assert p.scenario.seed == p.params["seed"]
         assert p.point_id == scenario_digest(p.scenario)
     assert len({p.point_id for p in sweep.points}) == 4
@@ -151,7 +151,7 @@ def test_repeated_random_draws_run_once(tmp_path):
         (GRID + "days = [1, 0]\n", "point protocol.params.radius=0, seed=1, days=0: days = 0: out of range; accepted: an integer at least 1"),
         (GRID + 'days = ["2"]\n', "days = \"2\": wrong type (a string); accepted: an integer"),
         (GRID + '"protocol.params.raduis" = [1]\n',
-         "protocol.params: unknown key 'raduis' for plaintext; allowed keys: radius"),
+         "protocol.params.raduis = 1: unknown key; accepted keys: radius"),
         ('name = "x"\nscenario = "tiny.toml"\n[grid]\n"protocol.params" = [{radius = -1}]\n',
          "point protocol.params={\"radius\": -1}: protocol.params: plaintext.radius = -1 is out of range"),
         (GRID + '"protocol.params" = [{radius = 1}]\n', "protocol.params and protocol.params.radius: overlap"),

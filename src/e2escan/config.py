@@ -208,7 +208,7 @@ class _Loader:
                 self.fail(f"{key}: required key is missing; accepted: {accepted(hints[name], f.metadata)}{doc}")
             else:
                 continue
-            kwargs[name] = self.value(value, hints[name], key, f.metadata)
+            kwargs[name] = self.value(value, hints[name], prefix if name == rest else key, f.metadata)
         try:
             return cls(**kwargs)
         except (E2escanError, ValueError, TypeError) as exc:

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for path in sorted(shipped_scenarios_dir().glob("*.toml")):
         s = Scenario.load(path)
-        t = s.protocol.params.get("threshold", "-")
+        t = s.protocol.params.to_dict().get("threshold", "-")
         rows.append((path.stem, s.protocol.name, str(t), s.hasher.name, s.population.accounts, s.days, s.description))
     print(format_table(rows, ["scenario", "protocol", "t", "hasher", "accounts", "days", "description"],
                        width=terminal_width()))

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
+from ..config import from_dict
 from ..errors import ConfigError, InvalidPointError, ProtocolError, VoucherError
 from ..hashing import HammingIndex, HashArray, PerceptualHash
 
@@ -121,22 +122,14 @@ class ProtocolParams:
     PROTOCOL: ClassVar[str] = ""
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], source: str = "parameters") -> Self:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown key(s) {unknown} for protocol {cls.PROTOCOL!r}; accepted keys: {sorted(known)}"
-            )
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            if f.name in values:
-                v = values[f.name]
-                kwargs[f.name] = tuple(v) if isinstance(v, list) else v
-        try:
-            return cls(**kwargs)
-        except TypeError as exc:
-            raise ConfigError(f"{source}: {exc}") from exc
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "parameters", *, key: str = "",
+                     error: type[ConfigError] = ConfigError) -> Self:
+        """The parameters of a parsed table (``key``: its dotted key), through the shared loader.
+
+        Types come from the field annotations; unknown keys are refused with the accepted ones listed; a
+        range check of ``__post_init__`` reaches the user prefixed with ``source`` and ``key``.
+        """
+        return from_dict(cls, values, key, error=error, source=source)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Self:
@@ -158,10 +151,15 @@ class ProtocolParams:
         params = doc.get("params", {})
         if not isinstance(params, dict):
             raise ConfigError(f"{path}: [params] must be a table")
-        return cls.from_mapping(params, source=str(path))
+        return cls.from_mapping(params, source=str(path), key="params")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def non_defaults(self) -> dict[str, Any]:
+        """The parameters that differ from the defaults (how a scenario writes them back to TOML)."""
+        defaults = type(self)().to_dict()
+        return {k: v for k, v in self.to_dict().items() if v != defaults[k]}
 
     def fingerprint(self) -> bytes:
         """SHA-256 of the protocol name and the canonical JSON of every parameter."""

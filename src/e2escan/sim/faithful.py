@@ -222,10 +222,7 @@ def run_faithful(
 
         protocol = get_protocol(scenario.protocol.name)
     proto = protocol
-    try:
-        params = proto.Params(**scenario.protocol.params)
-    except TypeError as exc:
-        raise ScenarioError(f"protocol.params: {exc}") from None
+    params = scenario.protocol.params
     server, public = proto.server_setup(database, params)
     matcher = proto.plaintext_matcher(database, params)
     openings = proto.expected_openings(database, params)

@@ -8,12 +8,14 @@ errors naming the dotted key and the accepted values.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import from_dict, invalid, load_toml, option, set_path, to_dict
 from ..errors import ScenarioError
+from ..protocols import ProtocolParams
 
 SCENARIO_DIR_ENV = "E2ESCAN_SCENARIO_DIR"
 
@@ -90,10 +92,33 @@ class HasherConfig:
     params: dict[str, Any] = option(default_factory=dict, doc="hasher parameters, e.g. hash_size = 8")
 
 
+def _protocol_names() -> tuple[str, ...]:
+    from ..protocols import PROTOCOLS
+
+    return tuple(PROTOCOLS)
+
+
+def _protocol_params(fields: Mapping[str, Any]) -> type[ProtocolParams]:
+    from ..protocols import get_protocol
+
+    return get_protocol(fields["name"]).Params
+
+
 @dataclass(frozen=True)
 class ProtocolConfig:
-    name: str = option("tpsi-ad", doc="matching protocol (see `e2escan protocols`)")
-    params: dict[str, Any] = option(default_factory=dict, doc="protocol parameters, e.g. threshold = 30")
+    name: str = option("tpsi-ad", doc="matching protocol (see `e2escan protocols`)", choices=_protocol_names)
+    params: ProtocolParams = option(
+        None, doc="protocol parameters, e.g. threshold = 30 (the protocol's defaults for the rest)",
+        type_from=_protocol_params, serialise=ProtocolParams.non_defaults,
+    )
+
+    def __post_init__(self) -> None:
+        expected = _protocol_params({"name": self.name})
+        if self.params is None:  # built in code without parameters: the protocol's defaults
+            object.__setattr__(self, "params", expected())
+        elif type(self.params) is not expected:
+            raise ScenarioError(invalid("protocol.params", to_dict(self.params), f"not parameters of {self.name}",
+                                        f"{expected.__qualname__} (from the registry)"))
 
 
 @dataclass(frozen=True)
@@ -236,14 +261,14 @@ class Scenario:
 
 
 def validate_components(scenario: Scenario) -> None:
-    """Check the hasher and protocol names and parameters against their registries.
+    """Check the hasher's name and parameters against its registry, and what a run reads besides the scenario.
 
     Done when a scenario file is loaded and before a run starts, so a misspelt
-    parameter fails before any work, with the dotted key in the message.
+    parameter fails before any work, with the dotted key in the message. (The
+    protocol's name and parameters are checked when the scenario is built.)
     """
     from ..errors import E2escanError
     from ..hashing import get_hasher
-    from ..protocols import get_protocol
 
     try:
         get_hasher(scenario.hasher.name, **scenario.hasher.params)
@@ -251,23 +276,6 @@ def validate_components(scenario: Scenario) -> None:
         raise ScenarioError(f"hasher.params: {exc}") from None
     except E2escanError as exc:
         raise ScenarioError(f"hasher: {exc}") from None
-    try:
-        proto = get_protocol(scenario.protocol.name)
-    except E2escanError as exc:
-        raise ScenarioError(f"protocol.name: {exc}") from None
-    allowed = [f.name for f in dataclasses.fields(proto.Params) if f.init]
-    unknown = sorted(set(scenario.protocol.params) - set(allowed))
-    if unknown:
-        raise ScenarioError(
-            f"protocol.params: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for "
-            f"{scenario.protocol.name}; allowed keys: {', '.join(allowed)}"
-        )
-    try:
-        proto.Params(**scenario.protocol.params)
-    except TypeError as exc:
-        raise ScenarioError(f"protocol.params: {exc}") from None
-    except E2escanError as exc:
-        raise ScenarioError(f"protocol.params: {exc}") from None
     validate_inputs(scenario)
 
 
@@ -346,8 +354,11 @@ def describe(cls: type = Scenario, prefix: str = "") -> list[tuple[str, str, str
             rows.extend(describe(type(default), key + "."))
             continue
         doc = f.metadata.get("doc", "")
-        if f.metadata.get("choices"):
-            doc += "; allowed: " + ", ".join(repr(c) for c in f.metadata["choices"])
+        if f.metadata.get("type_from"):
+            default = {}  # a table whose fields depend on the fields before it (the protocol's parameters)
+        choices = f.metadata.get("choices")
+        if choices:
+            doc += "; allowed: " + ", ".join(repr(c) for c in (choices() if callable(choices) else choices))
         if f.metadata.get("range"):
             lo, hi = f.metadata["range"]
             doc += f"; range: {'-inf' if lo is None else lo} to {'inf' if hi is None else hi}"

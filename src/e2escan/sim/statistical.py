@@ -88,7 +88,7 @@ def protocol_matching(scenario: Scenario, protocol: Any = None) -> tuple[int, in
 def _protocol_model(scenario: Scenario, protocol: Any = None) -> StatisticalModel:
     """The protocol's :class:`StatisticalModel` for the scenario's parameters; refuses what it cannot model."""
     proto = protocol if protocol is not None else get_protocol(scenario.protocol.name)
-    model = proto.statistical_model(proto.Params(**scenario.protocol.params))
+    model = proto.statistical_model(scenario.protocol.params)
     if model.unsupported:
         raise ScenarioError(f"protocol.name: {model.unsupported}")
     return model
