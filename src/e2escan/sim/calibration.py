@@ -32,13 +32,14 @@ import io
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from ..config import from_dict, invalid, option, show
 from ..errors import ScenarioError
 from ..hashing import HashArray, TailFit, fit_lower_tail, get_hasher
 from ..images import image_rng, synthetic_image
@@ -97,18 +98,31 @@ def _subset_match_probability(hashes: tuple[str, ...], radius: int, database_siz
 
 @dataclass(frozen=True)
 class Calibration:
-    hasher: str
-    bits: int
-    image_size: int
-    encoding: str
-    unrelated: tuple[int, ...]  # histogram over distances 0..bits
-    transforms: dict[str, tuple[int, ...]]
-    corpus: str
-    seed: int
-    provenance: dict[str, Any] = field(default_factory=dict)
-    version: int = CALIBRATION_VERSION
+    """Measured distance histograms of one hasher, image size and encoding (a calibration file, JSON)."""
+
+    hasher: str = option(doc="the hasher's spec, e.g. 'pdq'")
+    bits: int = option(doc="bits of a hash", range=(1, None))
+    image_size: int = option(doc="side of the calibration images in pixels", range=(1, None))
+    encoding: str = option(doc="the attachment encoding the images went through")
+    unrelated: tuple[int, ...] = option(doc="histogram of unrelated-pair distances 0..bits", range=(0, None))
+    transforms: dict[str, tuple[int, ...]] = option(doc="per transformation chain, the histogram of original-copy "
+                                                        "distances 0..bits")
+    corpus: str = option(doc="the images measured, e.g. 'synthetic:200'")
+    seed: int = option(doc="the seed of the images and transformations", range=(0, None))
+    provenance: dict[str, Any] = option(default_factory=dict, doc="version, commit and cost of the measurement")
+    version: int = option(CALIBRATION_VERSION, doc="format version", choices=(CALIBRATION_VERSION,))
     #: The corpus's image hashes (hex), for bounds that resample images; empty in files made before them.
-    hashes: tuple[str, ...] = ()
+    hashes: tuple[str, ...] = option((), doc="the corpus's image hashes, hex")
+
+    def __post_init__(self) -> None:
+        for key, hist in [("unrelated", self.unrelated), *((f"transforms.{k}", v) for k, v in self.transforms.items())]:
+            if len(hist) != self.bits + 1:
+                raise ScenarioError(invalid(key, hist, f"{len(hist)} entries", f"bits + 1 = {self.bits + 1} counts"))
+        digits = self.bits // 4
+        bad = next((i for i, h in enumerate(self.hashes) if len(h) != digits or not _is_hex(h)), None)
+        if bad is not None:
+            raise ScenarioError(invalid(f"hashes[{bad}]", self.hashes[bad], "not a hash of these bits",
+                                        f"{digits} hexadecimal digits"))
 
     # -- probabilities ---------------------------------------------------------
 
@@ -209,6 +223,7 @@ class Calibration:
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
+        """Read a calibration file; every error is one line naming the file, the key and the value."""
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -216,23 +231,16 @@ class Calibration:
             raise ScenarioError(f"calibration file {path}: not found") from None
         except json.JSONDecodeError as exc:
             raise ScenarioError(f"calibration file {path}: not valid JSON ({exc})") from None
-        if data.get("version") != CALIBRATION_VERSION:
-            raise ScenarioError(f"calibration file {path}: version {data.get('version')!r}, expected {CALIBRATION_VERSION}")
-        expected = {"version", "hasher", "bits", "image_size", "encoding", "corpus", "seed", "unrelated", "transforms", "provenance"}
-        if set(data) - {"hashes"} != expected:
-            raise ScenarioError(
-                f"calibration file {path}: keys {sorted((set(data) - {'hashes'}) ^ expected)} missing or unexpected"
-            )
-        hashes = data.get("hashes", [])
-        if not isinstance(hashes, list) or any(not isinstance(h, str) or len(h) != data["bits"] // 4 for h in hashes):
-            raise ScenarioError(f"calibration file {path}: 'hashes' must list {data['bits'] // 4}-digit hex strings")
-        if len(data["unrelated"]) != data["bits"] + 1:
-            raise ScenarioError(f"calibration file {path}: 'unrelated' must have bits + 1 = {data['bits'] + 1} entries")
-        return cls(
-            data["hasher"], data["bits"], data["image_size"], data["encoding"], tuple(data["unrelated"]),
-            {k: tuple(v) for k, v in data["transforms"].items()}, data["corpus"], data["seed"], data["provenance"],
-            hashes=tuple(hashes),
-        )
+        if not isinstance(data, dict) or data.get("version") != CALIBRATION_VERSION:
+            again = f"accepted: {CALIBRATION_VERSION} (make the file again with `e2escan calibrate`)"
+            if not isinstance(data, dict) or "version" not in data:
+                raise ScenarioError(f"{path}: version: required key is missing; {again}")
+            raise ScenarioError(f"{path}: version = {show(data['version'])}: another format; {again}")
+        return from_dict(cls, data, error=ScenarioError, source=str(path))
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def calibrate(
