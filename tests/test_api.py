@@ -38,7 +38,7 @@ def test_run_with_out_writes_the_cli_folder_and_load_reads_it_back(tmp_path):
     assert (tmp_path / "r" / "summary.json").is_file() and (tmp_path / "r" / "runs" / "rep-000").is_dir()
     again = e2escan.load(tmp_path / "r")
     for section in ("per_image", "accounts", "review"):
-        assert again.metrics[section] == written.metrics[section] == in_memory.metrics[section]
+        assert again.metrics.to_dict()[section] == written.metrics.to_dict()[section] == in_memory.metrics.to_dict()[section]
     assert again.tables()["accounts"].shape == in_memory.tables()["accounts"].shape
     with pytest.raises(e2escan.ConfigError, match="different run"):
         e2escan.run("quickstart", set={**small, "seed": 5}, out=tmp_path / "r")

@@ -21,10 +21,10 @@ from e2escan.attacks import (
     whitebox_supported,
 )
 from e2escan.attacks.evasion import PDQ_MIN_QUALITY, dct_model
-from e2escan.attacks.quality import SSIM_WINDOW, ssim_window
 from e2escan.errors import ConfigError, ImageError
 from e2escan.hashing import get_hasher
 from e2escan.images import image_rng, synthetic_image
+from e2escan.images.quality import SSIM_WINDOW, ssim_window
 
 SIZE = (64, 64)
 

@@ -86,3 +86,23 @@ def test_separation_power_matches_a_direct_sum_and_grows_with_n() -> None:
     pmf = binomial_pmf(100, 0.95)
     direct = sum(pmf[k] for k in range(101) if clopper_pearson(k, 100)[1] < 0.999)
     assert small["excludes_high_if_low"] == pytest.approx(direct, abs=1e-9)
+
+
+def test_mcnemar_exact_matches_the_binomial_test_and_is_symmetric() -> None:
+    from e2escan.metrics.probability import mcnemar_exact
+
+    # 1 of 10 discordant pairs: P = 2 * (C(10,0) + C(10,1)) / 2^10 = 22 / 1024.
+    assert mcnemar_exact(1, 10) == pytest.approx(22 / 1024)
+    assert mcnemar_exact(9, 10) == pytest.approx(mcnemar_exact(1, 10))
+    assert mcnemar_exact(5, 10) == pytest.approx(1.0) and mcnemar_exact(0, 0) == 1.0
+
+
+def test_fisher_exact_matches_a_hand_computed_table() -> None:
+    from e2escan.metrics.probability import fisher_exact
+
+    # The tea-tasting table [[3, 1], [1, 3]]: two-sided p = 34 / 70 (Fisher 1935).
+    assert fisher_exact(3, 4, 1, 4) == pytest.approx(34 / 70)
+    assert fisher_exact(1, 4, 3, 4) == pytest.approx(34 / 70)
+    assert fisher_exact(0, 5, 0, 5) == 1.0 and fisher_exact(2, 0, 1, 3) == 1.0
+    # A broken test that drops the less likely tail would give 17/70 here: the check above catches it.
+    assert fisher_exact(4, 4, 0, 4) == pytest.approx(2 / 70)

@@ -144,7 +144,7 @@ def statistical_side(which: str, cal: Path) -> dict[str, tuple[float, float]]:
     runs = []
     for rep in range(STAT_REPLICATES):
         out = run_statistical(s, rep, protocol=proto)
-        runs.append(observations(out["metrics"], out["daily"]))
+        runs.append(observations(out.metrics.to_dict(), list(out.daily)))
     return pooled(runs)
 
 
@@ -170,7 +170,7 @@ def faithful_side(which: str, cal: Path) -> dict[str, tuple[float, float]]:
         for seed in range(SEEDS[which]):
             run = run_faithful(scenario(which, cal, seed), protocol=sim_fakes.PROTOCOL if which == "A" else None,
                                cache_dir=None)
-            runs.append(observations(compute_metrics(run), run.daily))
+            runs.append(observations(compute_metrics(run).to_dict(), run.daily))
         _FAITHFUL[which] = pooled(runs)
     return _FAITHFUL[which]
 

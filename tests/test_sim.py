@@ -93,15 +93,15 @@ def test_tiny_scenario_known_answers():
     m = compute_metrics(run)
     offender = int(np.flatnonzero(run.population.offender)[0])
     # 10 accounts x 3 messages x 2 days, every message carries one image.
-    assert m["per_image"]["images"] == 60
+    assert m.per_image.images == 60
     # The offender sends only known images, unmodified (PNG is lossless): exactly 3 matches a day.
-    assert m["per_image"]["known_images"] == 6
-    assert m["per_image"]["false_negative"]["count"] == 0
-    assert m["per_image"]["false_positive"]["count"] == 0
+    assert m.per_image.known_images == 6
+    assert m.per_image.false_negative.count == 0
+    assert m.per_image.false_positive.count == 0
     assert run.flags == {offender: 0}  # t = 3 reached on day 0
-    assert m["accounts"]["offenders_detected"]["count"] == 1
-    assert m["accounts"]["innocent_flagged"]["count"] == 0
-    assert m["accounts"]["days_to_detection_mean"] == 0
+    assert m.accounts.offenders_detected.count == 1
+    assert m.accounts.innocent_flagged.count == 0
+    assert m.accounts.days_to_detection_mean == 0
     # The server revealed exactly the offender's first three known images on day 0, then the next three.
     assert sorted(run.revealed[offender]) == sorted(r.uid for r in run.images if r.sender == offender)
 
@@ -111,7 +111,7 @@ def test_threshold_minus_one_flags_nobody():
     data["protocol"]["params"]["threshold"] = 7  # the offender sends 6 known images in total
     run = run_faithful(Scenario.from_dict(data), protocol=sim_fakes.PROTOCOL, cache_dir=None)
     assert run.flags == {}
-    assert compute_metrics(run)["accounts"]["offenders_flagged"]["count"] == 0
+    assert compute_metrics(run).accounts.offenders_flagged.count == 0
 
 
 def test_metrics_agree_with_direct_computation_from_event_log():
@@ -149,8 +149,8 @@ def test_same_seed_same_metrics_different_seed_different(tmp_path):
     a = run_scenario(s, tmp_path / "a", protocol=sim_fakes.PROTOCOL, cache_dir=None)
     b = run_scenario(s, tmp_path / "b", protocol=sim_fakes.PROTOCOL, cache_dir=None)
     c = run_scenario(s.with_overrides(seed=99), tmp_path / "c", protocol=sim_fakes.PROTOCOL, cache_dir=None)
-    assert a["metrics"] == b["metrics"]
-    assert a["metrics"] != c["metrics"]
+    assert a.metrics == b.metrics
+    assert a.metrics != c.metrics
     for name in ("summary.json", "metrics.csv", "daily.csv", "leakage.csv", "costs.csv", "manifest.json",
                  "matches_per_account.png", "matches_per_account.svg", "daily_funnel.png", "leakage.svg"):
         assert (tmp_path / "a" / name).exists(), name
@@ -173,7 +173,7 @@ def test_resume_keeps_finished_replicates(tmp_path):
     assert rep0.stat().st_mtime_ns == before
     assert (tmp_path / "r" / "runs" / "rep-001" / "summary.json").exists()
     assert not (tmp_path / "r" / "runs" / ".rep-001.tmp").exists()
-    assert summary["replicates"] == 2
+    assert summary.replicates == 2
     # The resumed folder's tables have the layout of an uninterrupted run: same columns, same rows, same order.
     run_scenario(s, tmp_path / "u", protocol=sim_fakes.PROTOCOL, cache_dir=None)
     assert (tmp_path / "r" / "daily.csv").read_text() == (tmp_path / "u" / "daily.csv").read_text()
@@ -198,7 +198,7 @@ def test_real_tpsi_ad_is_deterministic_despite_os_randomness():
     a = compute_metrics(run_faithful(s, cache_dir=None))
     b = compute_metrics(run_faithful(s, cache_dir=None))
     assert a == b
-    assert a["per_image"]["images"] > 0
+    assert a.per_image.images > 0
 
 
 @pytest.mark.parametrize(
@@ -244,9 +244,9 @@ def _attack_scenario(**attacks):
 def test_poisoning_attack_reveals_exactly_the_accounts_with_t_distinct_target_matches():
     s = _attack_scenario(poisoning={"fraction": 0.2, "target": 0})
     run = run_faithful(s, cache_dir=None)
-    m = compute_metrics(run)["attacks"]["poisoning"]
-    assert m["poison_entries"] == round(0.2 * 50 / 0.8)
-    assert m["target_images_sent"] > 0 and m["target_images_matching"]["count"] > 0
+    m = compute_metrics(run).attacks.poisoning
+    assert m.poison_entries == round(0.2 * 50 / 0.8)
+    assert m.target_images_sent > 0 and m.target_images_matching.count > 0
     # Direct computation: tpsi-ad (dedup by hash, no synthetic vouchers) flags an account once it has sent
     # t distinct matching hashes.
     distinct: dict[int, set[str]] = {}
@@ -258,7 +258,7 @@ def test_poisoning_attack_reveals_exactly_the_accounts_with_t_distinct_target_ma
     holders = {r.sender for r in run.images if r.target}
     target_hashes = {r.hash_hex for r in run.images if r.target and r.oracle_match}
     revealed_holders = {a for a in holders if a in run.flags and distinct[a] & target_hashes}
-    assert m["holders_revealed"]["count"] == len(revealed_holders)
+    assert m.holders_revealed.count == len(revealed_holders)
 
 
 def test_evasion_attack_in_a_scenario_keeps_known_images_from_matching():
@@ -266,10 +266,10 @@ def test_evasion_attack_in_a_scenario_keeps_known_images_from_matching():
     run = run_faithful(s, cache_dir=None)
     attacked = [r for r in run.images if r.attacked]
     assert attacked and all(r.kind == "known" for r in attacked)
-    ev = compute_metrics(run)["attacks"]["evasion"]
-    assert ev["images_attacked"] == len(attacked)
+    ev = compute_metrics(run).attacks.evasion
+    assert ev.images_attacked == len(attacked)
     # Exact matching: moving the hash by one bit is enough, and the attack reaches it within budget.
-    assert ev["evaded"]["count"] == len(attacked)
+    assert ev.evaded.count == len(attacked)
     assert run.flags == {} or all(not run.population.offender[a] for a in run.flags)
 
 
@@ -280,17 +280,18 @@ def test_collision_attack_in_a_scenario_flags_targets_through_crafted_forwards()
     run = run_faithful(s, cache_dir=None)
     crafted = [r for r in run.images if r.kind == "crafted"]
     assert len(crafted) == 6 and all(r.day == 0 for r in crafted)
-    c = compute_metrics(run)["attacks"]["collision"]
-    assert c["crafted_images_matching"]["count"] == sum(r.oracle_match for r in crafted) > 0
+    c = compute_metrics(run).attacks.collision
+    assert c.crafted_images_matching.count == sum(r.oracle_match for r in crafted) > 0
     # plaintext reveals every match (t = 1): a target whose crafted forward matched is flagged.
     for r in crafted:
         if r.oracle_match:
             assert r.sender in run.flags
-    assert c["targets_flagged"]["count"] == len({r.sender for r in crafted} & set(run.flags))
+    assert c.targets_flagged.count == len({r.sender for r in crafted} & set(run.flags))
 
 
 def test_pooled_header_and_days_to_detection_over_replicates(tmp_path):
     """The header shows accounts per replicate; days to detection is the mean over every detected offender."""
+    from e2escan.metrics.run import ReplicateSummary
     from e2escan.report.summary import format_summary
     from e2escan.sim.runner import aggregate
 
@@ -305,13 +306,15 @@ def test_pooled_header_and_days_to_detection_over_replicates(tmp_path):
     fake = [json.loads(json.dumps(per_rep[0])), json.loads(json.dumps(per_rep[1]))]
     for rep, (mean, n) in zip(fake, ((10.0, 1), (2.0, 3))):
         rep["metrics"]["accounts"].update(days_to_detection_mean=mean, days_to_detection_n=n)
-    assert aggregate(s, fake)["metrics"]["accounts"]["days_to_detection_mean"] == 4.0  # the unweighted mean was 6
+    reps = [ReplicateSummary.from_dict(rep) for rep in fake]
+    assert aggregate(s, reps).metrics.accounts.days_to_detection_mean == 4.0  # the unweighted mean was 6
 
 
 def test_compare_tests_match_scipy():
     """McNemar's exact test (paired, same-seed runs) and Fisher's exact test (independent runs) against scipy."""
     stats = pytest.importorskip("scipy.stats")
-    from e2escan.report.summary import _binom_two_sided, _fisher_two_sided
+    from e2escan.metrics.probability import fisher_exact as _fisher_two_sided
+    from e2escan.metrics.probability import mcnemar_exact as _binom_two_sided
 
     for k, n in ((0, 0), (0, 10), (3, 10), (10, 10), (7, 25)):
         want = 1.0 if n == 0 else stats.binomtest(k, n, 0.5).pvalue

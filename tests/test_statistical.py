@@ -53,9 +53,9 @@ def test_sparse_and_dense_innocent_sampling_agree(ahash_calibration):
     base = scenario(ahash_calibration, 3, 12, 2, engine="statistical", accounts=20_000)
     base = base.with_overrides(**{"statistical.false_match_rate": 0.02, "population.offender_share": 0.0,
                                   "traffic.messages_per_day": 5})
-    sparse = [run_statistical(base, r, protocol=sim_fakes.PROTOCOL)["metrics"]["accounts"]["innocent_flagged"]["count"] for r in range(5)]
+    sparse = [run_statistical(base, r, protocol=sim_fakes.PROTOCOL).metrics.to_dict()["accounts"]["innocent_flagged"]["count"] for r in range(5)]
     # 'fixed' traffic forces the dense path; with 5 messages a day, images ~ Binomial(5, 0.6) per account-day.
-    dense = [run_statistical(base.with_overrides(**{"traffic.distribution": "fixed"}), r, protocol=sim_fakes.PROTOCOL)["metrics"]["accounts"]
+    dense = [run_statistical(base.with_overrides(**{"traffic.distribution": "fixed"}), r, protocol=sim_fakes.PROTOCOL).metrics.to_dict()["accounts"]
              ["innocent_flagged"]["count"] for r in range(5)]
     # Expected flags: P[N >= 2] for N ~ Poisson(3 days * 3 images * 0.02) vs Binomial(15, 0.012).
     lam = 3 * 3 * 0.02
@@ -123,7 +123,7 @@ def test_omitted_protocol_parameters_take_the_protocols_defaults(ahash_calibrati
     )
     default = get_protocol("tpsi-ad").Params().threshold
     assert default == 30 and protocol_matching(s) == (0, default)
-    assert run_statistical(s)["metrics"]["threshold"] == default
+    assert run_statistical(s).metrics.to_dict()["threshold"] == default
 
 
 @pytest.mark.parametrize("synthetic", [0.0, 0.5])
@@ -142,7 +142,7 @@ def test_synthetic_vouchers_never_count_toward_the_threshold(ahash_calibration, 
         "protocol.params": {"threshold": 3, "synthetic_probability": synthetic, "synthetic_capacity": 64,
                             "dedup": "none"},
     })
-    m = run_statistical(s)["metrics"]
+    m = run_statistical(s).metrics.to_dict()
     model, ct = m["model"], s.content
     assert model["synthetic_probability"] == synthetic
     q = ct.offender_known_share * model["recall_known"] + (1 - ct.offender_known_share) * model["p_innocent_image_false_match"]
@@ -159,7 +159,7 @@ def test_fixed_traffic_sends_fixed_counts_in_the_leakage_sample(ahash_calibratio
     """Under 'fixed' traffic every account sends exactly the same number of messages (the old sample drew Poisson)."""
     s = scenario(ahash_calibration, 3, 6, 2, engine="statistical", accounts=400)
     s = s.with_overrides(**{"traffic.distribution": "fixed"})
-    rows = run_statistical(s, protocol=sim_fakes.PROTOCOL)["metrics"]["leakage"]
+    rows = run_statistical(s, protocol=sim_fakes.PROTOCOL).metrics.to_dict()["leakage"]
     messages = [r for r in rows if r["feature"] == "messages_sent"]
     assert messages and messages[0]["advantage"] == 0.0
 
@@ -306,7 +306,7 @@ def test_replicate_sampler_matches_full_runs_and_the_closed_form(ahash_calibrati
         **{"statistical.false_match_rate": 2e-3, "traffic.forward_share": 0.3, "traffic.popular_images": 50})
     counts = innocent_flag_replicates(s, 300, protocol=sim_fakes.PROTOCOL)
     for r in (0, 7):
-        run = run_statistical(s, replicate=r, protocol=sim_fakes.PROTOCOL)["metrics"]
+        run = run_statistical(s, replicate=r, protocol=sim_fakes.PROTOCOL).metrics.to_dict()
         assert run["accounts"]["innocent_flagged"]["count"] == counts[r]
     want = run["model"]["expected_innocent_flagged"]
     se = counts.std(ddof=1) / np.sqrt(counts.size)
@@ -419,4 +419,4 @@ def test_a_variant_without_a_statistical_model_is_refused(ahash_calibration):
     s = scenario(ahash_calibration, 1, 6, 2, engine="statistical")
     with pytest.raises(ScenarioError, match="declares no statistical model"):
         run_statistical(s, protocol=Unmodelled())
-    assert run_statistical(s, protocol=sim_fakes.PROTOCOL)["metrics"]["threshold"] == 2  # the fake declares one
+    assert run_statistical(s, protocol=sim_fakes.PROTOCOL).metrics.to_dict()["threshold"] == 2  # the fake declares one

@@ -64,7 +64,7 @@ def innocent_flagged_matches_closed_form(cal, synthetic: float) -> bool:
     """t = 1, no forwards: E[flagged] = N (1 - exp(-m p (1 - s))); |z| < 4 with the binomial SD (N = 198,000)."""
     s = scenario(cal, **{"protocol.params": {"threshold": 1, "radius": 4, "synthetic_probability": synthetic,
                                              "synthetic_capacity": 10**6}})
-    m = run_statistical(s, protocol=sim_fakes.PROTOCOL)["metrics"]
+    m = run_statistical(s, protocol=sim_fakes.PROTOCOL).metrics.to_dict()
     n = m["accounts"]["accounts"] - m["accounts"]["offenders"]
     images = 5 * 0.6 * 2
     p = -math.expm1(-images * 1e-3 * (1 - synthetic))
@@ -80,7 +80,7 @@ def test_synthetic_thinning_of_innocents(calibration, monkeypatch):
 
 def offenders_confirmed_at_accuracy(cal) -> bool:
     """Every flagged offender is reviewed (unbounded capacity): confirmed / reviewed ~ accuracy (0.8), |z| < 4."""
-    m = run_statistical(scenario(cal), protocol=sim_fakes.PROTOCOL)["metrics"]
+    m = run_statistical(scenario(cal), protocol=sim_fakes.PROTOCOL).metrics.to_dict()
     flagged = m["accounts"]["offenders_flagged"]["count"]
     confirmed = m["accounts"]["offenders_detected"]["count"]
     return flagged > 500 and abs(confirmed - 0.8 * flagged) < 4 * math.sqrt(flagged * 0.8 * 0.2)
@@ -106,7 +106,7 @@ def viral_flags_match_closed_form(cal) -> bool:
     s = scenario(cal, **{"traffic.forward_share": 0.5, "statistical.false_match_rate": 1e-2,
                          "population.accounts": 20_000})
     counts = statistical.innocent_flag_replicates(s, 300, protocol=sim_fakes.PROTOCOL)
-    want = run_statistical(s, protocol=sim_fakes.PROTOCOL)["metrics"]["model"]["expected_innocent_flagged"]
+    want = run_statistical(s, protocol=sim_fakes.PROTOCOL).metrics.to_dict()["model"]["expected_innocent_flagged"]
     se = counts.std(ddof=1) / math.sqrt(counts.size)
     return abs(counts.mean() - want) < 4 * se
 
@@ -127,7 +127,7 @@ def false_negative_matches_the_transform_mix(cal) -> bool:
         h = np.asarray(data["transforms"][key], dtype=float)
         recall += t["weight"] * h[: radius + 1].sum() / h.sum()
     s = scenario(cal, **{"protocol.params": {"threshold": 1, "radius": radius}})
-    m = run_statistical(s, protocol=sim_fakes.PROTOCOL)["metrics"]["per_image"]["false_negative"]
+    m = run_statistical(s, protocol=sim_fakes.PROTOCOL).metrics.to_dict()["per_image"]["false_negative"]
     p = 1 - recall
     return abs(m["count"] - m["of"] * p) < 4 * math.sqrt(m["of"] * p * (1 - p))
 

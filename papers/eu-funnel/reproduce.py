@@ -110,7 +110,7 @@ def funnel_rows(quick: bool, seed: int, extra_rates: tuple[float, ...] = ()) -> 
     for fmr, (name, params) in runs:
         s = base.with_overrides(**{"protocol.name": name, "protocol.params": params,
                                    "statistical.false_match_rate": fmr})
-        m = run_statistical(s)["metrics"]
+        m = run_statistical(s).metrics.to_dict()
         pi, ac, rv = m["per_image"], m["accounts"], m["review"]
         known_matched = pi["known_images"] - pi["false_negative"]["count"]
         rows.append({

@@ -10,13 +10,15 @@ extra: ``pip install e2escan[notebook]``) and matplotlib figures.
 from __future__ import annotations
 
 import csv
-import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, ScenarioError
+from .errors import ConfigError
+
+if TYPE_CHECKING:  # numpy loads with these; ``import e2escan`` must stay light (pool workers configure first)
+    from .metrics.run import PooledMetrics, ReplicateSummary, RunSummary
 
 
 @dataclass
@@ -24,16 +26,16 @@ class Result:
     """A run's pooled summary, its replicates and the tables behind them."""
 
     scenario: Any  # e2escan.sim.scenario.Scenario
-    summary: dict[str, Any]
-    replicates: list[dict[str, Any]]
+    summary: RunSummary
+    replicates: list[ReplicateSummary]
     histograms: list[list[dict[str, int]]]
     accounts: list[list[dict[str, Any]]] = field(default_factory=list)  # per replicate, faithful path only
     out: Path | None = None
 
     @property
-    def metrics(self) -> dict[str, Any]:
-        """The pooled metrics (as in ``summary.json``)."""
-        return self.summary["metrics"]
+    def metrics(self) -> PooledMetrics:
+        """The pooled metrics (``summary.json``'s ``metrics``, typed: ``r.metrics.accounts.offenders_flagged.rate``)."""
+        return self.summary.metrics
 
     def __str__(self) -> str:
         from .report.summary import format_summary
@@ -46,18 +48,18 @@ class Result:
             import pandas as pd
         except ImportError:
             raise ConfigError("Result.tables() needs pandas: pip install 'e2escan[notebook]'") from None
-        from .sim.runner import metrics_rows
+        from .report.run_tables import metrics_rows
 
         out = {
             "metrics": pd.DataFrame(metrics_rows(self.summary)),
-            "daily": pd.DataFrame([{"replicate": s["replicate"], **d} for s in self.replicates for d in s["daily"]]),
-            "leakage": pd.DataFrame(self.metrics["leakage"]),
-            "costs": pd.DataFrame([{"cost": k, "value": v} for k, v in self.summary["costs"].items()]),
-            "histogram": pd.DataFrame([{"replicate": s["replicate"], **row}
+            "daily": pd.DataFrame([{"replicate": s.replicate, **d} for s in self.replicates for d in s.daily]),
+            "leakage": pd.DataFrame([r.to_dict() for r in self.metrics.leakage]),
+            "costs": pd.DataFrame([{"cost": k, "value": v} for k, v in self.summary.costs.to_dict().items()]),
+            "histogram": pd.DataFrame([{"replicate": s.replicate, **row}
                                        for s, rows in zip(self.replicates, self.histograms) for row in rows]),
         }
         if any(self.accounts):
-            out["accounts"] = pd.DataFrame([{"replicate": s["replicate"], **row}
+            out["accounts"] = pd.DataFrame([{"replicate": s.replicate, **row}
                                             for s, rows in zip(self.replicates, self.accounts) for row in rows])
         return out
 
@@ -126,19 +128,20 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
 
 def load(path: str | Path) -> Result:
     """Read an ``e2escan run`` results folder back into a :class:`Result`."""
+    from .report.run_tables import read_replicate_summary, read_run_summary
     from .sim.scenario import Scenario
 
     folder = Path(path)
     if not (folder / "summary.json").is_file() or not (folder / "scenario.toml").is_file():
         raise ConfigError(f"{folder}: not an `e2escan run` results folder (no summary.json and scenario.toml)")
     try:
-        summary = json.loads((folder / "summary.json").read_text())
+        summary = read_run_summary(folder / "summary.json")
         scenario = Scenario.from_dict(tomllib.loads((folder / "scenario.toml").read_text()))
-    except (ValueError, ScenarioError) as exc:
+    except (ValueError, ConfigError) as exc:
         raise ConfigError(f"{folder}: unreadable results ({exc})") from None
     replicates, histograms, accounts = [], [], []
     for rep in sorted((folder / "runs").glob("rep-*")):
-        replicates.append(json.loads((rep / "summary.json").read_text()))
+        replicates.append(read_replicate_summary(rep / "summary.json"))
         histograms.append(_read_csv(rep / "match_histogram.csv"))
         accounts.append(_read_csv(rep / "accounts.csv") if (rep / "accounts.csv").is_file() else [])
     return Result(scenario, summary, replicates, histograms, accounts, folder)

@@ -335,12 +335,15 @@ def load_toml(path: str | Path, *, error: type[ConfigError] = ConfigError) -> di
 def to_dict(obj: Any) -> Any:
     """A dataclass tree as plain dicts and lists (for TOML, manifests and summaries).
 
-    A field declared with ``serialise`` is written by that function.
+    A field declared with ``serialise`` is written by that function; one whose metadata says
+    ``omit_when_none`` is left out while it is ``None``.
     """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out = {}
         for f in dataclasses.fields(obj):
             value, serialise = getattr(obj, f.name), f.metadata.get("serialise")
+            if value is None and f.metadata.get("omit_when_none"):
+                continue
             out[f.name] = to_dict(serialise(value) if serialise is not None else value)
         return out
     if isinstance(obj, (tuple, list)):
@@ -348,6 +351,65 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
+
+
+def to_toml(data: Mapping[str, Any]) -> str:
+    """A nested table (e.g. :func:`to_dict` of a scenario) as TOML text that :func:`load_toml` reads back.
+
+    Top-level values first, then one ``[section]`` per table with its sub-tables and arrays of tables;
+    ``None`` is left out (TOML has no null: an omitted key takes its default).
+    """
+    lines = [f"{k} = {_toml_text(v)}" for k, v in data.items() if not isinstance(v, Mapping) and v is not None]
+    for section, table in data.items():
+        if not isinstance(table, Mapping):
+            continue
+        lines.append(f"\n[{section}]")
+        nested = {}
+        for k, v in table.items():
+            if isinstance(v, Mapping) or isinstance(v, list) and v and isinstance(v[0], Mapping):
+                nested[k] = v
+            elif v is not None:
+                lines.append(f"{k} = {_toml_text(v)}")
+        for k, v in nested.items():
+            if isinstance(v, Mapping):
+                lines.append(f"\n[{section}.{k}]")
+                lines.extend(f"{kk} = {_toml_text(vv)}" for kk, vv in v.items())
+            else:
+                for item in v:
+                    lines.append(f"\n[[{section}.{k}]]")
+                    lines.extend(f"{kk} = {_toml_text(vv)}" for kk, vv in item.items())
+    return "\n".join(lines) + "\n"
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, doc with what is accepted) for every field of an ``option(...)`` dataclass tree.
+
+    An optional table (``None`` unless given) is listed with its own fields under its key; a table typed
+    by its siblings (``type_from``, e.g. a protocol's parameters) is shown as ``{}``.
+    """
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        factory: Any = f.default_factory
+        default = f.default if f.default is not _MISSING else factory() if factory is not _MISSING else "(required)"
+        if dataclasses.is_dataclass(default) and not isinstance(default, type):
+            rows.extend(describe(type(default), key + "."))
+            continue
+        doc = f.metadata.get("doc", "")
+        if f.metadata.get("type_from"):
+            default = {}
+        choices = _choices(f.metadata)
+        if choices:
+            doc += "; allowed: " + ", ".join(repr(c) for c in choices)
+        if f.metadata.get("range"):
+            lo, hi = f.metadata["range"]
+            doc += f"; range: {'-inf' if lo is None else lo} to {'inf' if hi is None else hi}"
+        rows.append((key, default if default == "(required)" else repr(to_dict(default)), doc))
+        table = [a for a in typing.get_args(hints.get(f.name)) if isinstance(a, type) and dataclasses.is_dataclass(a)]
+        if default is None and table:  # an optional table: its fields, as they apply when it is given
+            rows.extend(describe(table[0], key + "."))
+    return rows
 
 
 def set_path(data: dict[str, Any], dotted: str, value: Any, *, error: type[ConfigError] = ConfigError) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Attacks on perceptual-hash scanning: detection avoidance, false-flag collisions, poisoning, protocol leakage."""
 
+from ..images.quality import SsimReference, psnr, ssim
 from .collision import CollisionResult, collide, targeted_flag_probability
 from .evasion import GENERIC_GRID, PDQ_MIN_QUALITY, BlackBoxParams, EvasionResult, evade, whitebox_supported
 from .poisoning import (
@@ -21,7 +22,6 @@ from .protocol_leakage import (
     split_view,
     voucher_side_channels,
 )
-from .quality import SsimReference, psnr, ssim
 
 __all__ = [
     "EVERYDAY_EDITS", "GENERIC_GRID", "PDQ_MIN_QUALITY", "BlackBoxParams", "CollisionResult", "EvasionResult",

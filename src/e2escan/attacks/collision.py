@@ -28,10 +28,10 @@ from PIL import Image
 
 from ..errors import ConfigError
 from ..hashing import Hasher, PerceptualHash
+from ..images.quality import psnr
 from ..metrics import false_flag_probability
 from ..metrics.probability import binomial_pmf, check_probability
 from .evasion import BlackBoxParams, Method, check_attack_arguments, check_margin, parse_encode, run_method
-from .quality import psnr
 from .search import HashSearch
 
 __all__ = ["CollisionResult", "collide", "targeted_flag_probability"]

@@ -33,9 +33,9 @@ from PIL import Image
 
 from ..errors import ConfigError
 from ..hashing import Hasher, PerceptualHash
+from ..images.quality import psnr
 from ..images.transforms import TransformChain, parse_chain
 from .blackbox import GENERIC_GRID, BlackBoxParams, default_grid, run_nes
-from .quality import psnr
 from .search import PDQ_MIN_QUALITY, HashSearch
 from .whitebox import DctModel, dct_model, model_agrees, run_whitebox, unsupported_whitebox, whitebox_supported
 

@@ -6,7 +6,7 @@ choose the objective. The rules every such attack follows:
 
 * every call of the real hasher counts as one query, and the attack stops
   when ``max_queries`` are spent or the goal is met;
-* quality is bounded by SSIM (:func:`e2escan.attacks.quality.ssim`, Wang
+* quality is bounded by SSIM (:func:`e2escan.images.quality.ssim`, Wang
   et al. 2004, Gaussian window, averaged over RGB channels): an image is
   acceptable only if its SSIM with the original is at least ``min_ssim``;
   iterates that break the bound are scaled back towards the original until
@@ -38,8 +38,8 @@ from PIL import Image
 
 from ..errors import ImageError
 from ..hashing import Hasher, PerceptualHash
+from ..images.quality import SSIM_WINDOW, SsimReference, as_pixel_array
 from ..images.transforms import TransformChain
-from .quality import SSIM_WINDOW, SsimReference, as_pixel_array
 
 __all__ = ["PDQ_MIN_QUALITY", "HashSearch", "SearchStopped", "upsample"]
 
@@ -161,7 +161,7 @@ class HashSearch:
         return self.query_raw(self.scanned(pixels))
 
     def acceptable(self, pixels: np.ndarray) -> bool:
-        """SSIM with the original meets the bound (decided as exactly as :func:`~e2escan.attacks.quality.ssim`)."""
+        """SSIM with the original meets the bound (decided as exactly as :func:`~e2escan.images.quality.ssim`)."""
         return self._reference.meets(pixels, self.min_ssim)
 
     def evaluate(self, delta: np.ndarray) -> int:

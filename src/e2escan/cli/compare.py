@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{d}: not an `e2escan run` results folder (no summary.json and scenario.toml); "
                               "compare takes run folders")
     out = args.out or f"{args.b[-1]}/compare"
+    identity: dict[str, str | list[str]]
     if len(args.b) == 1:
         identity = {"a": str(Path(args.a).resolve()), "b": str(Path(args.b[0]).resolve())}
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..hashing import HASHERS, hasher_origin
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, cls in HASHERS.items():
         hasher = cls()
         rows.append({"name": name, "bits": hasher.bits, "parameters": hasher.params(), "origin": hasher_origin(name)})

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         scenario = scenario.with_overrides(**overrides)
     validate_components(scenario)  # every input is checked before the output folder is touched
     if not args.no_cache:
-        from ..sim.hashcache import HashCache, default_cache_dir
+        from ..hashing.cache import HashCache, default_cache_dir
 
         HashCache(default_cache_dir() / "hashes.sqlite", "probe").close()  # a clear error now, not mid-run
     out = Path(args.out) if args.out else default_out(scenario)
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(json.dumps(summary, indent=2, default=str))
+        print(json.dumps(summary.to_dict(), indent=2, default=str))
     else:
         print(format_summary(summary))
         print(f"\nresults: {out}/ (report.html, summary.json, metrics.csv, daily.csv, leakage.csv, costs.csv, figures, "

@@ -7,8 +7,12 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .run import parse_override
+
+if TYPE_CHECKING:
+    from ..sim.sweep import PointOutcome
 
 SHOWN_ROWS = 20
 
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     claim_output_dir(out, command="sweep", identity=identity, force=args.force, resume=args.resume).prepare()
-    bar = None
+    bar: Any = None  # the progress bar, made once the number of points to run is known
 
     def on_start(total: int, finished: int) -> None:
         nonlocal bar
@@ -76,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"resuming: {finished} of {total} points already finished in {out}/", file=sys.stderr)
         bar = progress_bar(total, f"sweep {sweep.name}", "points", initial=finished)
 
-    def on_point(outcome) -> None:
+    def on_point(outcome: PointOutcome) -> None:
         if not outcome.ok:
             bar.write(f"point {outcome.point.point_id} failed ({outcome.point.label()}): "
                       f"{outcome.error_type}: {outcome.error}", file=sys.stderr)

@@ -99,3 +99,33 @@ def separation_power(trials: int, high: float, low: float, level: float = 0.95) 
         "excludes_high_if_low": float(pmf_low[below_high].sum()) if below_high else 0.0,
         "excludes_low_if_high": float(pmf_high[above_low].sum()) if above_low else 0.0,
     }
+
+
+def mcnemar_exact(only_a: int, discordant: int) -> float:
+    """McNemar's exact test: two-sided binomial test of ``only_a`` of ``discordant`` discordant pairs at 1/2.
+
+    Conditions on the number of discordant pairs; the p-value sums every outcome no more likely than the one seen.
+    """
+    if discordant == 0:
+        return 1.0
+    probs = binomial_pmf(discordant, 0.5)
+    return min(1.0, float(probs[probs <= probs[only_a] * (1 + 1e-9)].sum()))
+
+
+def fisher_exact(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Fisher's exact two-sided test of ``k1 / n1`` against ``k2 / n2`` (tables no more likely than the one seen).
+
+    Conditions on both margins (the trials of each side and the total successes); treats every unit as independent.
+    """
+    k, n = k1 + k2, n1 + n2
+    if n1 == 0 or n2 == 0 or k == 0 or k == n:
+        return 1.0
+
+    def log_p(x: int) -> float:  # hypergeometric: x successes on side 1 given the margins
+        return (math.lgamma(n1 + 1) - math.lgamma(x + 1) - math.lgamma(n1 - x + 1)
+                + math.lgamma(n2 + 1) - math.lgamma(k - x + 1) - math.lgamma(n2 - k + x + 1)
+                - math.lgamma(n + 1) + math.lgamma(k + 1) + math.lgamma(n - k + 1))
+
+    observed = log_p(k1)
+    support = range(max(0, k - n2), min(k, n1) + 1)
+    return min(1.0, sum(math.exp(log_p(x)) for x in support if log_p(x) <= observed + 1e-9))

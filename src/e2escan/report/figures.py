@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..metrics.run import ReplicateSummary, RunSummary
 from ..results import save_figure
 
 
@@ -20,7 +22,7 @@ def _read_histogram(out: Path) -> tuple[np.ndarray, np.ndarray]:
     tables = []
     for path in sorted((out / "runs").glob("rep-*/match_histogram.csv")):
         with path.open() as fh:
-            tables.append(list(csv.DictReader(fh)))
+            tables.append([{k: int(v) for k, v in row.items()} for row in csv.DictReader(fh)])
     return histogram_totals(tables)
 
 
@@ -37,7 +39,7 @@ def histogram_totals(histograms: list[list[dict[str, int]]]) -> tuple[np.ndarray
     return (np.array([inn.get(k, 0) for k in range(top)]), np.array([off.get(k, 0) for k in range(top)]))
 
 
-def scenario_figures(out: Path, summary: dict[str, Any], summaries: list[dict[str, Any]]) -> list[Path]:
+def scenario_figures(out: Path, summary: RunSummary, summaries: Sequence[ReplicateSummary]) -> list[Path]:
     """Build the scenario's figures from its results folder and write each as PNG and SVG."""
     written = []
     for stem, fig in build_figures(summary, summaries, _read_histogram(out)).items():
@@ -46,12 +48,12 @@ def scenario_figures(out: Path, summary: dict[str, Any], summaries: list[dict[st
     return written
 
 
-def build_figures(summary: dict[str, Any], summaries: list[dict[str, Any]],
+def build_figures(summary: RunSummary, summaries: Sequence[ReplicateSummary],
                   histogram: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
     """The scenario's figures as matplotlib figures (for notebooks), keyed by file stem."""
     figures: dict[str, Any] = {}
-    title = f"{summary['scenario']}: {summary['protocol']} on {summary['hasher']}"
-    threshold = summary["metrics"].get("threshold")
+    title = f"{summary.scenario}: {summary.protocol} on {summary.hasher}"
+    threshold = summary.metrics.threshold
 
     # 1. Matching images per account, innocent vs offending, against the threshold.
     inn, off = histogram
@@ -68,15 +70,15 @@ def build_figures(summary: dict[str, Any], summaries: list[dict[str, Any]],
     figures["matches_per_account"] = fig
 
     # 2. Daily funnel.
-    days = sorted({d["day"] for s in summaries for d in s["daily"]})
+    days = sorted({d["day"] for s in summaries for d in s.daily})
     keys = [("images", "images sent"), ("known_images", "known images sent"), ("new_flags", "accounts flagged"),
             ("confirmed", "confirmed by review"), ("backlog", "review backlog")]
-    keys = [(k, label) for k, label in keys if all(k in d for s in summaries for d in s["daily"])]
+    keys = [(k, label) for k, label in keys if all(k in d for s in summaries for d in s.daily)]
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     width = 0.8 / len(keys)
-    for k, (key, label) in enumerate(keys):
-        vals = np.array([sum(d[key] for s in summaries for d in s["daily"] if d["day"] == day) for day in days], float)
-        x = np.array(days) + (k - len(keys) / 2 + 0.5) * width
+    for n, (key, label) in enumerate(keys):
+        vals = np.array([sum(d[key] for s in summaries for d in s.daily if d["day"] == day) for day in days], float)
+        x = np.array(days) + (n - len(keys) / 2 + 0.5) * width
         bars = ax.bar(x, np.where(vals > 0, vals, np.nan), width, label=label)  # a zero has no bar on a log axis
         for xi in x[vals == 0]:
             ax.annotate("0", (xi, 0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=6,
@@ -93,16 +95,16 @@ def build_figures(summary: dict[str, Any], summaries: list[dict[str, Any]],
     # 3. Leakage: advantage per ServerView feature against chance.
     from ..metrics.leakage import feature_label
 
-    leak = [r for r in summary["metrics"]["leakage"] if r["scope"] != "all accounts"]
+    leak = [r for r in summary.metrics.leakage if r.scope != "all accounts"]
     if leak:
         fig, ax = plt.subplots(figsize=(7.2, 0.32 * len(leak) + 2.0))
-        names = [f"{feature_label(r['feature'])} ({r['scope']})" for r in leak]
+        names = [f"{feature_label(r.feature)} ({r.scope})" for r in leak]
         y = np.arange(len(leak))
-        significant = np.array([r.get("p_value") is not None and r["p_value"] <= 0.05 for r in leak])
-        adv = np.array([r["advantage"] for r in leak], dtype=float)
+        significant = np.array([r.p_value <= 0.05 for r in leak])
+        adv = np.array([r.advantage for r in leak], dtype=float)
         ax.barh(y[significant], adv[significant], color="#c44e52", label="above chance (p <= 0.05, this feature alone)")
         ax.barh(y[~significant], adv[~significant], color="#bbbbbb", label="not significant")
-        ax.scatter([r["chance_advantage"] for r in leak], y, color="k", marker="|", s=120,
+        ax.scatter(np.array([r.chance_advantage for r in leak], dtype=float), y, color="k", marker="|", s=120,
                    label="chance level: the advantage a feature with no signal reaches on this many accounts")
         ax.set_yticks(y)
         ax.set_yticklabels(names, fontsize=7)

@@ -161,11 +161,12 @@ def render_report(folder: str | Path) -> str:
     kind, identity = _kind(folder)
     title, heading, tables, texts = folder.name, "", [], []
     if kind == "run":
+        from .run_tables import read_run_summary
         from .summary import summary_table
 
-        summary = json.loads((folder / "summary.json").read_text())
+        summary = read_run_summary(folder / "summary.json")
         heading, headers, rows = summary_table(summary)
-        title = f"{summary['scenario']}: {summary['protocol']} on {summary['hasher']}"
+        title = f"{summary.scenario}: {summary.protocol} on {summary.hasher}"
         tables.append({"title": "Headline measures", "headers": headers,
                        "rows": [[_cell(c) for c in r] for r in rows], "note": ""})
         texts.append({"title": "Scenario (scenario.toml)", "text": (folder / "scenario.toml").read_text()})

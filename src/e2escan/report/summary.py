@@ -3,85 +3,69 @@
 from __future__ import annotations
 
 import csv
-import json
-import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ScenarioError
+from ..metrics.probability import fisher_exact, mcnemar_exact
+from ..metrics.run import Attacks, PooledMetrics, Rate, RunSummary
+from .run_tables import read_run_summary
 from .tables import format_table
 
 
-def _rate(entry: dict) -> str:
-    return f"{entry['count']:,} of {entry['of']:,}"
+def _rate(entry: Rate) -> str:
+    return f"{entry.count:,} of {entry.of:,}"
 
 
-def _ci(entry: dict) -> str:
-    if entry["of"] == 0:
+def _ci(entry: Rate) -> str:
+    if entry.of == 0:
         return "-"
-    return f"{entry['rate']:.3g}  [{entry['ci_low']:.3g}, {entry['ci_high']:.3g}]"
+    return f"{entry.rate:.3g}  [{entry.ci_low:.3g}, {entry.ci_high:.3g}]"
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def format_summary(summary: RunSummary) -> str:
     """The end-of-run table printed by ``e2escan run``."""
     head, headers, rows = summary_table(summary)
     return format_table(rows, headers, head)
 
 
-def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[tuple[str, str, str]]]:
-    """(heading, column headers, rows) of the headline table (the terminal table and report.html)."""
+def _attack_rows(att: Attacks | None) -> list[tuple[str, str, str]]:
+    rows = []
+    if att is not None and (e := att.evasion) is not None:
+        rows.append(("evasion: attacked known images missed", _rate(e.evaded),
+                     f"{_ci(e.evaded)}; target distance {e.min_distance}, SSIM >= {e.min_ssim}"))
+    if att is not None and (col := att.collision) is not None:
+        rows.append(("collision: crafted images matching", _rate(col.crafted_images_matching),
+                     f"{_ci(col.crafted_images_matching)}; SSIM >= {col.min_ssim}, {col.max_queries} queries"))
+        rows.append(("collision: target accounts flagged", _rate(col.targets_flagged), _ci(col.targets_flagged)))
+    if att is not None and (p := att.poisoning) is not None:
+        rows.append(("poisoning: holders of the target revealed", _rate(p.holders_revealed),
+                     f"{_ci(p.holders_revealed)}; {p.poison_entries} of {p.database_entries} entries poisoned"))
+    return rows
+
+
+def _leakage_rows(m: PooledMetrics) -> list[tuple[str, str, str]]:
     from ..metrics.leakage import feature_label
 
-    m = summary["metrics"]
-    pi, ac, rv, c = m["per_image"], m["accounts"], m["review"], summary["costs"]
-    params = ", ".join(f"{k}={v}" for k, v in summary["protocol_params"].items()) or "defaults"
-    head = (f"{summary['scenario']}: protocol {summary['protocol']} ({params}), hasher {summary['hasher']}, "
-            f"{ac.get('accounts_per_replicate', ac['accounts']):,} accounts x {summary['replicates']} "
-            f"replicate{'s' if summary['replicates'] != 1 else ''}, seed {summary['seed']}")
-    rows = [
-        ("images sent", f"{pi['images']:,}", f"{pi['known_images']:,} known, {pi['innocent_images']:,} innocent"),
-        ("per-image false-positive rate", _rate(pi["false_positive"]), _ci(pi["false_positive"])),
-        ("per-image false-negative rate", _rate(pi["false_negative"]), _ci(pi["false_negative"])),
-        ("innocent accounts flagged", _rate(ac["innocent_flagged"]), _ci(ac["innocent_flagged"])),
-        ("innocent accounts wrongly confirmed", _rate(ac["innocent_falsely_confirmed"]), _ci(ac["innocent_falsely_confirmed"])),
-        ("offenders flagged", _rate(ac["offenders_flagged"]), _ci(ac["offenders_flagged"])),
-        ("offenders detected (confirmed)", _rate(ac["offenders_detected"]), _ci(ac["offenders_detected"])),
-        ("days to detection (mean)", "-" if ac["days_to_detection_mean"] is None else f"{ac['days_to_detection_mean']:.2f}", ""),
-        ("review cases / reviewer hours", f"{rv['cases_reviewed']:,}", f"{rv['reviewer_hours']:.1f} h, backlog {rv['backlog_at_end']:,}"),
-    ]
-    att = m.get("attacks") or {}
-    if "evasion" in att:
-        e = att["evasion"]
-        rows.append(("evasion: attacked known images missed", _rate(e["evaded"]),
-                     f"{_ci(e['evaded'])}; target distance {e['min_distance']}, SSIM >= {e['min_ssim']}"))
-    if "collision" in att:
-        col = att["collision"]
-        rows.append(("collision: crafted images matching", _rate(col["crafted_images_matching"]),
-                     f"{_ci(col['crafted_images_matching'])}; SSIM >= {col['min_ssim']}, {col['max_queries']} queries"))
-        rows.append(("collision: target accounts flagged", _rate(col["targets_flagged"]), _ci(col["targets_flagged"])))
-    if "poisoning" in att:
-        p = att["poisoning"]
-        rows.append(("poisoning: holders of the target revealed", _rate(p["holders_revealed"]),
-                     f"{_ci(p['holders_revealed'])}; {p['poison_entries']} of {p['database_entries']} entries poisoned"))
-    tests = [t for t in (m.get("leakage_test") or []) if t]
+    rows = []
+    tests = [t for t in m.leakage_test if t]
     if len(tests) == 1:
         t = tests[0]
-        p = (f"p < {1 / (t['permutations'] + 1) * 1.0001:.2g}" if t["p_value"] <= 1 / (t["permutations"] + 1) + 1e-15
-             else f"p = {t['p_value']:.2g}")
-        rows.append(("leakage on unflagged accounts", f"{t['heldout_advantage']:.3f}",
-                     f"held-out advantage [{t['ci_low']:.2f}, {t['ci_high']:.2f}], {t['positives']} offenders vs "
-                     f"{t['negatives']:,} innocent; any of {t['features']} ServerView features: {p} "
-                     f"(max over features, {t['permutations']} permutations; chance is 0); strongest: "
-                     f"{feature_label(t['best_feature'])}"))
+        rows.append(("leakage on unflagged accounts", f"{t.heldout_advantage:.3f}",
+                     f"held-out advantage [{t.ci_low:.2f}, {t.ci_high:.2f}], {t.positives} offenders vs "
+                     f"{t.negatives:,} innocent; any of {t.features} ServerView features: {t.p_text()} "
+                     f"(max over features, {t.permutations} permutations; chance is 0); strongest: "
+                     f"{feature_label(t.best_feature)}"))
     elif tests:
-        small = sum(t["p_value"] <= 0.05 for t in tests)
-        held = float(np.median([t["heldout_advantage"] for t in tests]))
+        small = sum(t.p_value <= 0.05 for t in tests)
+        held = float(np.median([t.heldout_advantage for t in tests]))
         rows.append(("leakage on unflagged accounts", f"{held:.3f}",
                      f"median held-out advantage over {len(tests)} replicates; max-over-features p <= 0.05 in "
                      f"{small} of them"))
-    audit = [r for r in m.get("leakage_audit") or [] if r["features"]]
+    audit = [r for r in m.leakage_audit if r["features"]]
     if audit:
         top = min(audit, key=lambda r: r["p_value"])
         verdict = "undeclared LEAK" if any(r["verdict"] == "LEAK" for r in audit) else "nothing beyond LEAKAGE"
@@ -90,77 +74,82 @@ def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[tuple[s
         else:
             what = f"no feature of {len(audit)} families differs from the ideal world"
         rows.append(("audit battery (real vs ideal view)", f"{top['advantage']:.3f}", f"{verdict}: {what}"))
-    vl = [r for r in m["leakage"] if r["feature"] == "voucher_length"]
+    vl = [r for r in m.leakage if r.feature == "voucher_length"]
     if vl:
-        rows.append(("voucher length: match vs non-match", f"{vl[0]['advantage']:.3f}", "advantage (0 = indistinguishable)"))
-    fmt = lambda v, unit: "-" if v is None else f"{v:.3g} {unit}"
-    if summary.get("engine") == "statistical":
-        model = m.get("model", {})
+        rows.append(("voucher length: match vs non-match", f"{vl[0].advantage:.3f}", "advantage (0 = indistinguishable)"))
+    return rows
+
+
+def summary_table(summary: RunSummary) -> tuple[str, list[str], list[tuple[str, str, str]]]:
+    """(heading, column headers, rows) of the headline table (the terminal table and report.html)."""
+    m = summary.metrics
+    pi, ac, rv, c = m.per_image, m.accounts, m.review, summary.costs
+    params = ", ".join(f"{k}={v}" for k, v in summary.protocol_params.items()) or "defaults"
+    head = (f"{summary.scenario}: protocol {summary.protocol} ({params}), hasher {summary.hasher}, "
+            f"{ac.accounts_per_replicate:,} accounts x {summary.replicates} "
+            f"replicate{'s' if summary.replicates != 1 else ''}, seed {summary.seed}")
+    rows = [
+        ("images sent", f"{pi.images:,}", f"{pi.known_images:,} known, {pi.innocent_images:,} innocent"),
+        ("per-image false-positive rate", _rate(pi.false_positive), _ci(pi.false_positive)),
+        ("per-image false-negative rate", _rate(pi.false_negative), _ci(pi.false_negative)),
+        ("innocent accounts flagged", _rate(ac.innocent_flagged), _ci(ac.innocent_flagged)),
+        ("innocent accounts wrongly confirmed", _rate(ac.innocent_falsely_confirmed), _ci(ac.innocent_falsely_confirmed)),
+        ("offenders flagged", _rate(ac.offenders_flagged), _ci(ac.offenders_flagged)),
+        ("offenders detected (confirmed)", _rate(ac.offenders_detected), _ci(ac.offenders_detected)),
+        ("days to detection (mean)", "-" if ac.days_to_detection_mean is None else f"{ac.days_to_detection_mean:.2f}", ""),
+        ("review cases / reviewer hours", f"{rv.cases_reviewed:,}", f"{rv.reviewer_hours:.1f} h, backlog {rv.backlog_at_end:,}"),
+    ]
+    rows += _attack_rows(m.attacks) + _leakage_rows(m)
+
+    def fmt(v: float | None, unit: str) -> str:
+        return "-" if v is None else f"{v:.3g} {unit}"
+
+    if summary.engine == "statistical":
+        model = m.model or {}
         rows += [
             ("model: P(innocent image matches)", f"{model.get('p_innocent_image_false_match', float('nan')):.3g}",
              f"radius {model.get('radius')}, {model.get('popular_images_matching')} popular images match"),
             ("model: P(known image matches)", f"{model.get('recall_known', float('nan')):.3g}",
              f"calibration {model.get('calibration')}"),
-            ("simulation time", fmt(c.get("simulation_wall_s"), "s"), "statistical path: costs are not simulated"),
+            ("simulation time", fmt(c.simulation_wall_s, "s"), "statistical path: costs are not simulated"),
         ]
     else:
         rows += [
-            ("client cost per image", fmt(c["client_hash_ms_per_image"], "ms hash"),
-             fmt(c["client_voucher_ms_per_image"], "ms voucher")),
-            ("server cost per voucher", fmt(c["server_ingest_ms_per_voucher"], "ms"), ""),
-            ("bytes per message", f"{c['envelope_bytes_mean']:.0f} B envelope",
-             f"+{c['voucher_bytes_per_message']:.0f} B voucher, {c['blob_bytes_mean']:.0f} B per attachment"),
+            ("client cost per image", fmt(c.client_hash_ms_per_image, "ms hash"),
+             fmt(c.client_voucher_ms_per_image, "ms voucher")),
+            ("server cost per voucher", fmt(c.server_ingest_ms_per_voucher, "ms"), ""),
+            ("bytes per message", f"{c.envelope_bytes_mean or 0:.0f} B envelope",
+             f"+{c.voucher_bytes_per_message or 0:.0f} B voucher, {c.blob_bytes_mean or 0:.0f} B per attachment"),
         ]
-    method = pi["false_positive"].get("ci_method", "Wilson")
+    method = pi.false_positive.ci_method or "Wilson"
     label = ("detail (95% CI, between-replicate variance)" if method.startswith("between")
              else "detail (95% Wilson CI, conditional on this replicate's database and viral draws)"
-             if summary["replicates"] == 1 else "detail (95% CI)")
+             if summary.replicates == 1 else "detail (95% CI)")
     return head, ["measure", "value", label], rows
 
 
-COMPARED = [
-    ("per_image", "false_positive"),
-    ("per_image", "false_negative"),
-    ("accounts", "innocent_flagged"),
-    ("accounts", "innocent_falsely_confirmed"),
-    ("accounts", "offenders_flagged"),
-    ("accounts", "offenders_detected"),
-]
+#: The rates ``compare`` tests, by name (``section.metric``) and how to read each from pooled metrics.
+COMPARED: tuple[tuple[str, Callable[[PooledMetrics], Rate]], ...] = (
+    ("per_image.false_positive", lambda m: m.per_image.false_positive),
+    ("per_image.false_negative", lambda m: m.per_image.false_negative),
+    ("accounts.innocent_flagged", lambda m: m.accounts.innocent_flagged),
+    ("accounts.innocent_falsely_confirmed", lambda m: m.accounts.innocent_falsely_confirmed),
+    ("accounts.offenders_flagged", lambda m: m.accounts.offenders_flagged),
+    ("accounts.offenders_detected", lambda m: m.accounts.offenders_detected),
+)
 
 
-def load_summary(folder: str | Path) -> dict[str, Any]:
+def load_summary(folder: str | Path) -> RunSummary:
+    """The pooled summary of an ``e2escan run`` results folder."""
     path = Path(folder) / "summary.json"
     if not path.exists():
         raise ScenarioError(f"{folder}: no summary.json (not an `e2escan run` results folder, or the run did not finish)")
-    return json.loads(path.read_text())
+    return read_run_summary(path)
 
 
-def _binom_two_sided(k: int, n: int) -> float:
-    """Exact two-sided binomial test of ``k`` successes in ``n`` at probability 1/2 (McNemar's exact test)."""
-    if n == 0:
-        return 1.0
-    probs = [math.comb(n, i) / 2.0**n for i in range(n + 1)]
-    return min(1.0, sum(q for q in probs if q <= probs[k] * (1 + 1e-9)))
-
-
-def _fisher_two_sided(k1: int, n1: int, k2: int, n2: int) -> float:
-    """Fisher's exact test of two proportions ``k1/n1`` and ``k2/n2`` (sum of tables no more likely than this one)."""
-    k, n = k1 + k2, n1 + n2
-    if n1 == 0 or n2 == 0 or k == 0 or k == n:
-        return 1.0
-    lo, hi = max(0, k - n2), min(k, n1)
-
-    def log_p(x: int) -> float:
-        return (math.lgamma(n1 + 1) - math.lgamma(x + 1) - math.lgamma(n1 - x + 1)
-                + math.lgamma(n2 + 1) - math.lgamma(k - x + 1) - math.lgamma(n2 - k + x + 1)
-                - math.lgamma(n + 1) + math.lgamma(k + 1) + math.lgamma(n - k + 1))
-
-    observed = log_p(k1)
-    return min(1.0, sum(math.exp(log_p(x)) for x in range(lo, hi + 1) if log_p(x) <= observed + 1e-9))
-
-
-def _units(folder: Path, section: str, key: str) -> dict[tuple[int, str], bool] | None:
+def _units(folder: Path, metric: str) -> dict[tuple[int, str], bool] | None:
     """Per-unit outcomes of a rate metric, keyed by (replicate, account or image uid); None without per-unit rows."""
+    section, key = metric.split(".")
     out: dict[tuple[int, str], bool] = {}
     reps = sorted((folder / "runs").glob("rep-*"))
     if not reps:
@@ -202,27 +191,30 @@ def compare(dir_a: str | Path, dir_b: str | Path, out: str | Path | None = None)
     alone (no correction over the metrics).
     """
     a, b = load_summary(dir_a), load_summary(dir_b)
-    paired_runs = a.get("seed") == b.get("seed") and a.get("replicates") == b.get("replicates")
-    rows = []
-    for section, key in COMPARED:
-        ea, eb = a["metrics"][section][key], b["metrics"][section][key]
-        overlap = not (ea["ci_high"] < eb["ci_low"] or eb["ci_high"] < ea["ci_low"])
-        ua = _units(Path(dir_a), section, key) if paired_runs else None
-        ub = _units(Path(dir_b), section, key) if paired_runs else None
+    paired_runs = a.seed == b.seed and a.replicates == b.replicates
+    rows: list[dict[str, Any]] = []
+    for metric, read in COMPARED:
+        ea, eb = read(a.metrics), read(b.metrics)
+        overlap = not (ea.ci_high < eb.ci_low or eb.ci_high < ea.ci_low)
+        ua = _units(Path(dir_a), metric) if paired_runs else None
+        ub = _units(Path(dir_b), metric) if paired_runs else None
         if ua is not None and ub is not None and ua.keys() == ub.keys():
             only_a = sum(ua[u] and not ub[u] for u in ua)
             only_b = sum(ub[u] and not ua[u] for u in ua)
-            test, p = f"McNemar, paired ({only_a} vs {only_b} discordant)", _binom_two_sided(only_a, only_a + only_b)
+            test, p = f"McNemar, paired ({only_a} vs {only_b} discordant)", mcnemar_exact(only_a, only_a + only_b)
         else:
-            test, p = "Fisher, independent", _fisher_two_sided(ea["count"], ea["of"], eb["count"], eb["of"])
-        rows.append({"metric": f"{section}.{key}", "a": ea["rate"], "a_ci_low": ea["ci_low"], "a_ci_high": ea["ci_high"],
-                     "b": eb["rate"], "b_ci_low": eb["ci_low"], "b_ci_high": eb["ci_high"],
-                     "difference": eb["rate"] - ea["rate"], "cis_overlap": overlap, "test": test, "p_value": p})
-    for section, key in (("review", "reviewer_hours"), ("review", "cases_reviewed")):
-        va, vb = a["metrics"][section][key], b["metrics"][section][key]
-        rows.append({"metric": f"{section}.{key}", "a": va, "b": vb, "difference": vb - va})
+            test, p = "Fisher, independent", fisher_exact(ea.count, ea.of, eb.count, eb.of)
+        rows.append({"metric": metric, "a": ea.rate, "a_ci_low": ea.ci_low, "a_ci_high": ea.ci_high,
+                     "b": eb.rate, "b_ci_low": eb.ci_low, "b_ci_high": eb.ci_high,
+                     "difference": eb.rate - ea.rate, "cis_overlap": overlap, "test": test, "p_value": p})
+    ra, rb = a.metrics.review, b.metrics.review
+    rows.append({"metric": "review.reviewer_hours", "a": ra.reviewer_hours, "b": rb.reviewer_hours,
+                 "difference": rb.reviewer_hours - ra.reviewer_hours})
+    rows.append({"metric": "review.cases_reviewed", "a": ra.cases_reviewed, "b": rb.cases_reviewed,
+                 "difference": rb.cases_reviewed - ra.cases_reviewed})
+    ca, cb = a.costs.numbers(), b.costs.numbers()
     for key in ("client_voucher_ms_per_image", "server_ingest_ms_per_voucher", "voucher_bytes_per_message"):
-        va, vb = a["costs"].get(key), b["costs"].get(key)
+        va, vb = ca[key], cb[key]
         if va is not None and vb is not None:
             rows.append({"metric": f"costs.{key}", "a": va, "b": vb, "difference": vb - va})
 
@@ -237,7 +229,7 @@ def compare(dir_a: str | Path, dir_b: str | Path, out: str | Path | None = None)
     table = format_table(
         [(r["metric"], cell(r["a"]), cell(r["b"]), cell(r["difference"]), verdict(r)) for r in rows],
         ["metric", "A", "B", "B - A", "two-sided test, 5% per metric"],
-        f"A = {dir_a} ({a['scenario']}, {a['protocol']} {a['protocol_params']})\nB = {dir_b} ({b['scenario']}, {b['protocol']} {b['protocol_params']})",
+        f"A = {dir_a} ({a.scenario}, {a.protocol} {a.protocol_params})\nB = {dir_b} ({b.scenario}, {b.protocol} {b.protocol_params})",
     )
     if out is not None:
         label_a, label_b = run_labels(dir_a, dir_b)

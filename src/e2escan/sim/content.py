@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -56,7 +57,7 @@ class ContentSource:
                 raise ScenarioError(f"content.transforms: {exc}") from None
         self.directory = None
         if cfg.corpus != "synthetic":
-            corpus = DirectoryCorpus(cfg.corpus)
+            corpus = DirectoryCorpus(Path(cfg.corpus))
             order = rng.permutation(len(corpus))
             need = cfg.database_size + traffic.popular_images + 1
             if len(corpus) < need:
@@ -90,6 +91,8 @@ class ContentSource:
         return self._load(self.fresh_idx[index % len(self.fresh_idx)])
 
     def _load(self, i: int) -> Image.Image:
+        if self.directory is None:  # a synthetic corpus renders, never loads
+            raise ScenarioError("content.corpus: 'synthetic' has no image files to load")
         try:
             return self.directory.load(int(i))
         except ImageError as exc:

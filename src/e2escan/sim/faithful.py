@@ -20,6 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,14 +28,14 @@ from PIL import Image
 
 from ..errors import ScenarioError
 from ..hashing import HashArray, PerceptualHash, get_hasher
+from ..hashing.cache import HashCache, default_cache_dir
 from ..images import synthetic_image
 from ..messenger import Device, Relay
 from ..messenger.device import SignedPrekeyPolicy
 from ..protocols.events import MatchRecorder
 from ..protocols.ideal import VoucherTruth
 from .content import ContentSource
-from .hashcache import HashCache, default_cache_dir
-from .population import build_population
+from .population import PopulationModel, build_population
 from .review import Case, ReviewQueue
 from .scenario import Scenario
 from .traffic import CRAFTED, POPULAR, ImageRef, PlannedMessage, TrafficPlanner
@@ -88,7 +89,7 @@ class FaithfulRun:
 
     scenario: Scenario
     replicate: int
-    population: object
+    population: PopulationModel
     relay: Relay
     images: list[ImageRecord]
     flags: dict[int, int]  # account -> first day over the threshold
@@ -196,7 +197,7 @@ def run_faithful(
     scenario: Scenario,
     replicate: int = 0,
     *,
-    cache_dir: str | None | object = "default",
+    cache_dir: str | Path | None = "default",
     progress: Callable[[int], None] | None = None,
     protocol: Any = None,
 ) -> FaithfulRun:
@@ -229,9 +230,9 @@ def run_faithful(
     threshold = proto.threshold(params)
 
     if cache_dir == "default":
-        cache_path = default_cache_dir() / "hashes.sqlite"
+        cache_path: Path | None = default_cache_dir() / "hashes.sqlite"
     else:
-        cache_path = None if cache_dir is None else f"{cache_dir}/hashes.sqlite"
+        cache_path = None if cache_dir is None else Path(cache_dir) / "hashes.sqlite"
     cache = HashCache(cache_path, hasher.spec)
     costs = CostSample()
     payload_size = proto.payload_size(params)
@@ -351,7 +352,8 @@ class _AttackContext:
         from ..attacks.evasion import evade
 
         result = evade(content.render_image(ref), self.hasher, min_distance=ev.min_distance, max_queries=ev.max_queries,
-                       min_ssim=ev.min_ssim, rng=self.rng, method=ev.method, encode=self.encode,
+                       min_ssim=ev.min_ssim, rng=self.rng, method="whitebox" if ev.method == "whitebox" else "blackbox",
+                       encode=self.encode,
                        original_hash=self.database[ref.index])
         return content.encode(result.image), True
 
@@ -374,7 +376,8 @@ class _AttackContext:
                 base = synthetic_image(rng, size)
                 aim = database[int(rng.integers(len(database)))]
                 result = collide(base, aim, self.hasher, radius=radius, max_queries=cfg.max_queries,
-                                 min_ssim=cfg.min_ssim, rng=rng, method=cfg.method, encode=self.encode)
+                                 min_ssim=cfg.min_ssim, rng=rng, encode=self.encode,
+                                 method="whitebox" if cfg.method == "whitebox" else "blackbox")
                 index = len(self.crafted)
                 self.crafted.append(result.image)
                 self.crafted_success.append(bool(result.success))
@@ -401,6 +404,8 @@ def poison_hashes(scenario: Scenario, content: ContentSource, hasher, rng: np.ra
     from .content import chain_for
 
     cfg = scenario.attacks.poisoning
+    if cfg is None:
+        raise ScenarioError("attacks.poisoning: not set; poison entries are drawn only for a poisoning scenario")
     d = scenario.content.database_size
     n = max(1, round(cfg.fraction * d / (1 - cfg.fraction)))
     target = content.popular_image(cfg.target)

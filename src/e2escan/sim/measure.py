@@ -9,12 +9,25 @@ against the true labels that it does not have.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..metrics.leakage import estimate, max_feature_test
+from ..metrics.leakage import LeakageEstimate, MaxFeatureTest, estimate, max_feature_test
 from ..metrics.rates import proportion
+from ..metrics.run import (
+    Attacks,
+    Collision,
+    Costs,
+    Evasion,
+    PerImage,
+    Poisoning,
+    Rate,
+    ReplicateAccounts,
+    Review,
+    RunMetrics,
+)
 from ..protocols.events import MatchEvent, RevealEvent, decode_event
 from .faithful import FaithfulRun
 from .traffic import KNOWN
@@ -44,7 +57,7 @@ def server_features(run: FaithfulRun) -> dict[str, np.ndarray]:
         elif ev.kind == "blob_upload":
             f["blob_uploads"][i] += 1
             f["blob_bytes"][i] += ev.size
-        elif ev.kind in ("match", "reveal"):
+        elif ev.kind in ("match", "reveal") and ev.data is not None:  # a match or reveal event always has its body
             event = decode_event(ev.data)
             if isinstance(event, RevealEvent):
                 f["reveal_events"][i] += 1
@@ -56,25 +69,27 @@ def server_features(run: FaithfulRun) -> dict[str, np.ndarray]:
     return f
 
 
-def compute_metrics(run: FaithfulRun) -> dict[str, Any]:
-    pop = run.population
-    n = len(pop)
-    offender = pop.offender
+@dataclass(frozen=True)
+class _Truth:
+    """Per-image and per-account ground truth of one faithful run, as arrays."""
+
+    known: np.ndarray
+    match: np.ndarray
+    sender: np.ndarray
+    images_per_account: np.ndarray
+    matches_per_account: np.ndarray
+    flagged: np.ndarray
+    confirmed: np.ndarray
+    confirm_day: np.ndarray
+    first_known_day: np.ndarray
+
+
+def _truth(run: FaithfulRun) -> _Truth:
+    n = len(run.population)
     imgs = run.images
     known = np.array([r.kind == KNOWN for r in imgs], dtype=bool)
     match = np.array([r.oracle_match for r in imgs], dtype=bool)
     sender = np.array([r.sender for r in imgs], dtype=np.int64)
-
-    per_image = {
-        "images": len(imgs),
-        "known_images": int(known.sum()),
-        "innocent_images": int((~known).sum()),
-        "false_positive": proportion(int((match & ~known).sum()), int((~known).sum())).as_dict(),
-        "false_negative": proportion(int((~match & known).sum()), int(known.sum())).as_dict(),
-    }
-
-    matches_per_account = np.bincount(sender[match], minlength=n)
-    images_per_account = np.bincount(sender, minlength=n)
     flagged = np.zeros(n, dtype=bool)
     for acct in run.flags:
         flagged[acct] = True
@@ -88,101 +103,122 @@ def compute_metrics(run: FaithfulRun) -> dict[str, Any]:
     for r in imgs:
         if r.kind == KNOWN and first_known_day[r.sender] < 0:
             first_known_day[r.sender] = r.day
+    return _Truth(known, match, sender, np.bincount(sender, minlength=n), np.bincount(sender[match], minlength=n),
+                  flagged, confirmed, confirm_day, first_known_day)
 
+
+def compute_metrics(run: FaithfulRun) -> RunMetrics:
+    """The replicate's metrics: error rates, flags, detection and review from ground truth; leakage from the view."""
+    pop = run.population
+    n = len(pop)
+    offender = pop.offender
+    g = _truth(run)
+    known, match = g.known, g.match
+    rate = lambda k, of: Rate.of_proportion(proportion(int(k), int(of)))
+    per_image = PerImage(
+        images=len(run.images),
+        known_images=int(known.sum()),
+        innocent_images=int((~known).sum()),
+        false_positive=rate((match & ~known).sum(), (~known).sum()),
+        false_negative=rate((~match & known).sum(), known.sum()),
+    )
     innocent = ~offender
-    ttd = [int(confirm_day[i] - first_known_day[i]) for i in np.flatnonzero(offender & confirmed) if first_known_day[i] >= 0]
-    accounts = {
-        "accounts": n,
-        "offenders": int(offender.sum()),
-        "innocent_flagged": proportion(int((flagged & innocent).sum()), int(innocent.sum())).as_dict(),
-        "innocent_falsely_confirmed": proportion(int((confirmed & innocent).sum()), int(innocent.sum())).as_dict(),
-        "offenders_flagged": proportion(int((flagged & offender).sum()), int(offender.sum())).as_dict(),
-        "offenders_detected": proportion(int((confirmed & offender).sum()), int(offender.sum())).as_dict(),
-        "offenders_sending_known": int((offender & (first_known_day >= 0)).sum()),
-        "days_to_detection_mean": float(np.mean(ttd)) if ttd else None,
-        "days_to_detection_median": float(np.median(ttd)) if ttd else None,
-        "days_to_detection_n": len(ttd),
-        "mean_images_per_account": float(images_per_account.mean()),
-        "max_matches_innocent_account": int(matches_per_account[innocent].max(initial=0)),
-    }
+    ttd = [int(g.confirm_day[i] - g.first_known_day[i]) for i in np.flatnonzero(offender & g.confirmed)
+           if g.first_known_day[i] >= 0]
+    accounts = ReplicateAccounts(
+        accounts=n,
+        offenders=int(offender.sum()),
+        innocent_flagged=rate((g.flagged & innocent).sum(), innocent.sum()),
+        innocent_falsely_confirmed=rate((g.confirmed & innocent).sum(), innocent.sum()),
+        offenders_flagged=rate((g.flagged & offender).sum(), offender.sum()),
+        offenders_detected=rate((g.confirmed & offender).sum(), offender.sum()),
+        offenders_sending_known=int((offender & (g.first_known_day >= 0)).sum()),
+        days_to_detection_mean=float(np.mean(ttd)) if ttd else None,
+        days_to_detection_median=float(np.median(ttd)) if ttd else None,
+        days_to_detection_n=len(ttd),
+        mean_images_per_account=float(g.images_per_account.mean()),
+        max_matches_innocent_account=int(g.matches_per_account[innocent].max(initial=0)),
+    )
     reviewed = len(run.decisions)
-    review = {
-        "cases_reviewed": reviewed,
-        "cases_confirmed": sum(d.confirmed for d in run.decisions),
-        "cases_confirmed_wrongly": sum(d.confirmed and not d.truly_offending for d in run.decisions),
-        "cases_cleared_wrongly": sum((not d.confirmed) and d.truly_offending for d in run.decisions),
-        "backlog_at_end": run.review_backlog,
-        "reviewer_hours": reviewed * run.scenario.review.minutes_per_case / 60.0,
-    }
-    return {
-        "per_image": per_image,
-        "accounts": accounts,
-        "review": review,
-        "attacks": attack_metrics(run),
-        "leakage": leakage_metrics(run, flagged),
-        "leakage_test": leakage_test(run, flagged),
-        "leakage_audit": audit_battery(run),
-        "threshold": run.threshold,
-        "database_size": run.database_size,
-        "per_account_rows": _account_rows(run, images_per_account, known, sender, matches_per_account, flagged, confirmed, first_known_day, confirm_day),
-    }
+    review = Review(
+        cases_reviewed=reviewed,
+        cases_confirmed=sum(d.confirmed for d in run.decisions),
+        cases_confirmed_wrongly=sum(d.confirmed and not d.truly_offending for d in run.decisions),
+        cases_cleared_wrongly=sum((not d.confirmed) and d.truly_offending for d in run.decisions),
+        backlog_at_end=run.review_backlog,
+        reviewer_hours=reviewed * run.scenario.review.minutes_per_case / 60.0,
+    )
+    return RunMetrics(
+        per_image=per_image,
+        accounts=accounts,
+        review=review,
+        attacks=attack_metrics(run),
+        leakage=leakage_metrics(run, g.flagged),
+        leakage_test=leakage_test(run, g.flagged),
+        leakage_audit=tuple(audit_battery(run)),
+        threshold=run.threshold,
+        database_size=run.database_size,
+    )
 
 
-def attack_metrics(run: FaithfulRun) -> dict[str, Any]:
+def attack_metrics(run: FaithfulRun) -> Attacks:
     """Outcomes of the scenario's attacks, from ground truth and the reveals."""
-    out: dict[str, Any] = {}
     s = run.scenario
+    rate = lambda k, of: Rate.of_proportion(proportion(int(k), int(of)))
+    evasion = collision = poisoning = None
     if s.attacks.evasion is not None:
         attacked = [r for r in run.images if r.attacked and r.kind == KNOWN]
-        out["evasion"] = {
-            "images_attacked": len(attacked),
-            "evaded": proportion(sum(not r.oracle_match for r in attacked), len(attacked)).as_dict(),
-            "min_distance": s.attacks.evasion.min_distance,
-            "min_ssim": s.attacks.evasion.min_ssim,
-            "max_queries": s.attacks.evasion.max_queries,
-        }
+        evasion = Evasion(
+            images_attacked=len(attacked),
+            evaded=rate(sum(not r.oracle_match for r in attacked), len(attacked)),
+            min_distance=s.attacks.evasion.min_distance,
+            min_ssim=s.attacks.evasion.min_ssim,
+            max_queries=s.attacks.evasion.max_queries,
+        )
     if s.attacks.collision is not None:
         crafted = [r for r in run.images if r.kind == "crafted"]
         targets = {r.sender for r in crafted}
-        out["collision"] = {
-            "crafted_images_sent": len(crafted),
-            "crafted_images_matching": proportion(sum(r.oracle_match for r in crafted), len(crafted)).as_dict(),
-            "targets_flagged": proportion(sum(1 for t in targets if t in run.flags), len(targets)).as_dict(),
-            "max_queries": s.attacks.collision.max_queries,
-            "min_ssim": s.attacks.collision.min_ssim,
-        }
+        collision = Collision(
+            crafted_images_sent=len(crafted),
+            crafted_images_matching=rate(sum(r.oracle_match for r in crafted), len(crafted)),
+            targets_flagged=rate(sum(1 for t in targets if t in run.flags), len(targets)),
+            max_queries=s.attacks.collision.max_queries,
+            min_ssim=s.attacks.collision.min_ssim,
+        )
     if s.attacks.poisoning is not None:
         target_uids = {r.uid for r in run.images if r.target}
         holders = {r.sender for r in run.images if r.target}
         found = {acct for acct, uids in run.revealed.items() if uids & target_uids}
-        out["poisoning"] = {
-            "poison_entries": run.poison_entries,
-            "database_entries": run.database_size,
-            "target_images_sent": len(target_uids),
-            "target_images_matching": proportion(sum(r.oracle_match for r in run.images if r.target), len(target_uids)).as_dict(),
-            "holders_revealed": proportion(len(found & holders), len(holders)).as_dict(),
-        }
-    return out
+        poisoning = Poisoning(
+            poison_entries=run.poison_entries,
+            database_entries=run.database_size,
+            target_images_sent=len(target_uids),
+            target_images_matching=rate(sum(r.oracle_match for r in run.images if r.target), len(target_uids)),
+            holders_revealed=rate(len(found & holders), len(holders)),
+        )
+    return Attacks(evasion, collision, poisoning)
 
 
-def _account_rows(run, images_per_account, known, sender, matches, flagged, confirmed, first_known, confirm_day):
-    known_per = np.bincount(sender[known], minlength=len(run.population))
+def account_rows(run: FaithfulRun) -> list[dict[str, Any]]:
+    """One row per account: its images, matches, and the days it was flagged, confirmed, first sent a known image."""
+    g = _truth(run)
+    known_per = np.bincount(g.sender[g.known], minlength=len(run.population))
     rows = []
     for i, name in enumerate(run.population.ids):
         rows.append({
             "account": name,
             "offender": bool(run.population.offender[i]),
-            "images": int(images_per_account[i]),
+            "images": int(g.images_per_account[i]),
             "known_images": int(known_per[i]),
-            "matching_images": int(matches[i]),
+            "matching_images": int(g.matches_per_account[i]),
             "flagged_day": run.flags.get(i, ""),
-            "confirmed_day": int(confirm_day[i]) if confirmed[i] else "",
-            "first_known_day": int(first_known[i]) if first_known[i] >= 0 else "",
+            "confirmed_day": int(g.confirm_day[i]) if g.confirmed[i] else "",
+            "first_known_day": int(g.first_known_day[i]) if g.first_known_day[i] >= 0 else "",
         })
     return rows
 
 
-def leakage_test(run: FaithfulRun, flagged: np.ndarray) -> dict | None:
+def leakage_test(run: FaithfulRun, flagged: np.ndarray) -> MaxFeatureTest | None:
     """The headline: one max-over-features permutation test on the accounts the server did not flag.
 
     See :class:`~e2escan.metrics.leakage.MaxFeatureTest`: 999 permutations,
@@ -194,10 +230,10 @@ def leakage_test(run: FaithfulRun, flagged: np.ndarray) -> dict | None:
     if label.all() or not label.any():
         return None
     columns = {name: values[~flagged] for name, values in feats.items()}
-    return max_feature_test(columns, label, run.leakage_rng, "accounts not flagged").as_dict()
+    return max_feature_test(columns, label, run.leakage_rng, "accounts not flagged")
 
 
-def leakage_metrics(run: FaithfulRun, flagged: np.ndarray) -> list[dict]:
+def leakage_metrics(run: FaithfulRun, flagged: np.ndarray) -> tuple[LeakageEstimate, ...]:
     """Account-level leakage about offender status, from the ServerView only.
 
     Scopes: ``all`` accounts, and ``not-flagged`` accounts: what the server
@@ -210,13 +246,13 @@ def leakage_metrics(run: FaithfulRun, flagged: np.ndarray) -> list[dict]:
     out = []
     for scope, mask in (("all accounts", np.ones_like(label)), ("accounts not flagged", ~flagged)):
         for name, values in feats.items():
-            out.append(estimate(name, scope, values[mask], label[mask], rng, permutations=100).as_dict())
+            out.append(estimate(name, scope, values[mask], label[mask], rng, permutations=100))
     # Image level: voucher length against the true match status, among vouchers the server saw.
     if run.images:
         length = np.array([r.voucher_bytes for r in run.images], dtype=float)
         match = np.array([r.oracle_match for r in run.images], dtype=bool)
-        out.append(estimate("voucher_length", "vouchers (match vs non-match)", length, match, rng, permutations=100).as_dict())
-    return out
+        out.append(estimate("voucher_length", "vouchers (match vs non-match)", length, match, rng, permutations=100))
+    return tuple(out)
 
 
 #: Families of the audit battery run on a simulation: those whose numbers are functions of the scenario and
@@ -260,29 +296,31 @@ def audit_battery(run: FaithfulRun, permutations: int = 999) -> list[dict]:
     ]
 
 
-def deterministic_view(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The metrics that must be identical for the same scenario and seed (everything but timings)."""
-    return {k: v for k, v in metrics.items() if k != "costs"}
-
-
-def cost_metrics(run: FaithfulRun) -> dict[str, Any]:
+def cost_metrics(run: FaithfulRun) -> Costs:
+    """Median per-operation wall-clock costs and mean sizes on the wire (not part of the deterministic metrics)."""
     c = run.costs
-    subs = Counter()
-    sizes = defaultdict(int)
+    subs: Counter[str] = Counter()
+    sizes: defaultdict[str, int] = defaultdict(int)
     for ev in run.relay.view:
         if ev.kind in ("submit", "voucher", "blob_upload"):
             subs[ev.kind] += 1
             sizes[ev.kind] += ev.size
-    ms = lambda xs: 1000.0 * float(np.median(xs)) if xs else None
-    return {
-        "client_hash_ms_per_image": ms(c.hash_s),
-        "client_voucher_ms_per_image": ms(c.scan_s),
-        "server_ingest_ms_per_voucher": ms(c.ingest_s),
-        "voucher_bytes_mean": float(np.mean(c.voucher_bytes)) if c.voucher_bytes else 0.0,
-        "attachment_bytes_mean": float(np.mean(c.attachment_bytes)) if c.attachment_bytes else 0.0,
-        "envelope_bytes_mean": sizes["submit"] / subs["submit"] if subs["submit"] else 0.0,
-        "blob_bytes_mean": sizes["blob_upload"] / subs["blob_upload"] if subs["blob_upload"] else 0.0,
-        "voucher_bytes_per_message": sizes["voucher"] / subs["submit"] if subs["submit"] else 0.0,
-        "hash_cache_hits": run.hash_cache_hits,
-        "timing_note": "median wall-clock per operation on this machine; not part of the deterministic metrics",
-    }
+
+    def ms(xs: list[float]) -> float | None:
+        return 1000.0 * float(np.median(xs)) if xs else None
+
+    def per(kind: str, of: str = "") -> float:
+        return sizes[kind] / subs[of or kind] if subs[of or kind] else 0.0
+
+    return Costs(
+        client_hash_ms_per_image=ms(c.hash_s),
+        client_voucher_ms_per_image=ms(c.scan_s),
+        server_ingest_ms_per_voucher=ms(c.ingest_s),
+        voucher_bytes_mean=float(np.mean(c.voucher_bytes)) if c.voucher_bytes else 0.0,
+        attachment_bytes_mean=float(np.mean(c.attachment_bytes)) if c.attachment_bytes else 0.0,
+        envelope_bytes_mean=per("submit"),
+        blob_bytes_mean=per("blob_upload"),
+        voucher_bytes_per_message=per("voucher", "submit"),
+        hash_cache_hits=run.hash_cache_hits,
+        timing_note="median wall-clock per operation on this machine; not part of the deterministic metrics",
+    )

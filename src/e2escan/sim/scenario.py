@@ -7,12 +7,12 @@ errors naming the dotted key and the accepted values.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import describe as describe_options
 from ..config import from_dict, invalid, load_toml, option, set_path, to_dict
 from ..errors import ScenarioError
 from ..protocols import ProtocolParams
@@ -297,7 +297,7 @@ def validate_inputs(scenario: Scenario) -> None:
     cfg = scenario.content
     if cfg.corpus != "synthetic":
         try:
-            size = len(DirectoryCorpus(cfg.corpus))
+            size = len(DirectoryCorpus(Path(cfg.corpus)))
         except E2escanError as exc:
             raise ScenarioError(f"content.corpus: {exc}") from None
         need = cfg.database_size + scenario.traffic.popular_images + 1
@@ -336,35 +336,6 @@ def resolve_scenario(name_or_path: str | None) -> Path:
     raise ScenarioError(f"scenario {name_or_path!r}: no such file and no shipped scenario of that name ({available})")
 
 
-def describe(cls: type = Scenario, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted key, default, doc with allowed values) for every scenario field: the reference table in the docs.
-
-    An optional table (e.g. ``attacks.evasion``, off unless given) is listed
-    with its own fields under its key.
-    """
-    import typing
-
-    hints = typing.get_type_hints(cls)
-    rows = []
-    for f in dataclasses.fields(cls):
-        key = f"{prefix}{f.name}"
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
-        if dataclasses.is_dataclass(default) and not isinstance(default, type):
-            rows.extend(describe(type(default), key + "."))
-            continue
-        doc = f.metadata.get("doc", "")
-        if f.metadata.get("type_from"):
-            default = {}  # a table whose fields depend on the fields before it (the protocol's parameters)
-        choices = f.metadata.get("choices")
-        if choices:
-            doc += "; allowed: " + ", ".join(repr(c) for c in (choices() if callable(choices) else choices))
-        if f.metadata.get("range"):
-            lo, hi = f.metadata["range"]
-            doc += f"; range: {'-inf' if lo is None else lo} to {'inf' if hi is None else hi}"
-        shown = default if default == "(required)" else repr(to_dict(default))
-        rows.append((key, shown, doc))
-        table = [a for a in typing.get_args(hints.get(f.name)) if dataclasses.is_dataclass(a)]
-        if default is None and table:  # an optional table: its fields, as they apply when it is given
-            rows.extend(describe(table[0], key + "."))
-    return rows
+def describe() -> list[tuple[str, str, str]]:
+    """(dotted key, default, doc with allowed values) for every scenario field: the reference table in the docs."""
+    return describe_options(Scenario)

@@ -4,21 +4,8 @@ It answers population-scale questions (hundreds of millions of accounts) that
 the faithful path cannot run, with the same metrics and output format. The
 model, per replicate:
 
-* a fresh innocent image (sent with any transform) falsely matches with
-  ``p_fp``: measured directly on the calibration's images against random
-  ``D``-subsets of the others where its data reach, else ``1 - (1 - q(r))^D``
-  (``q``: calibrated collision probability of one pair, ``D``: database size);
-* a copy is a deterministic function of its image and transform, so whether it
-  matches is drawn once per replicate per *(image, transform) unit*, not per
-  copy. For popular image ``i`` (forwards): the original matches with ``p_fp``
-  (``M_i``); the copy sent with transform ``k`` matches with the transform's
-  calibrated recall ``r_k`` when ``M_i``, else with ``q_k = p_fp (1 - r_k) / (1 -
-  p_fp)`` (a copy that left its original's neighbourhood is a fresh image to
-  the database), so every forward's marginal false-match rate is ``p_fp`` as on
-  the faithful path, and false matches of viral images are correlated across
-  accounts. For known image ``j`` (offenders): the copy with transform ``k``
-  matches with ``r_k``. A matching copy keeps its original's hash with
-  probability ``r_k(0) / r_k(r)``;
+* match probabilities: see :mod:`e2escan.sim.statistical_model` (a fresh image, a copy of a
+  popular or known image, each drawn once per replicate per image and transform);
 * messages per account-day are Poisson (or fixed), images are a binomial share
   of them. With Poisson traffic, Poisson thinning makes an innocent account's
   false matches Poisson(lambda * p_img) independent of its other images, so
@@ -39,9 +26,6 @@ model, per replicate:
   known images alike. Transforms drawn with randomness (noise, a random crop
   position) give every copy a hash of its own on the faithful path; the model
   counts them once, so with such transforms in the mix it undercounts;
-* ``innocent_flag_expectation`` gives the closed-form expectation over the
-  viral draws of innocent accounts flagged at ``t = 1``, the probability of a
-  viral false match and its conditional impact (``metrics["model"]``);
 * review is a FIFO queue over daily cohorts with the scenario's capacity and
   accuracy. A case is "truly offending" when the account is an offender (in the
   faithful path: when a revealed image is a known image; the two differ only
@@ -59,150 +43,40 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..errors import ScenarioError
-from ..metrics.leakage import estimate, max_feature_test
+from ..metrics.leakage import LeakageEstimate, MaxFeatureTest, estimate, max_feature_test
 from ..metrics.rates import proportion
-from ..protocols import StatisticalModel, get_protocol
-from .calibration import Calibration
+from ..metrics.run import Costs, PerImage, Rate, ReplicateAccounts, Review, RunMetrics
 from .faithful import replicate_streams, spawn_streams
-from .scenario import Scenario, shipped_scenarios_dir
+from .scenario import Scenario
+from .statistical_model import (
+    Probabilities,
+    draw_units,
+    innocent_flag_expectation,
+    load_calibration,
+    probabilities,
+    protocol_matching,
+)
+
+__all__ = [
+    "EngineResult", "Probabilities", "crossing_days", "draw_units", "innocent_flag_expectation",
+    "innocent_flag_replicates", "load_calibration", "probabilities", "protocol_matching", "run_statistical",
+    "synthetic_split",
+]
 
 
-def protocol_matching(scenario: Scenario, protocol: Any = None) -> tuple[int, int]:
-    """(Hamming radius, threshold) that decide matches and flags, from the protocol's statistical model.
+@dataclass(frozen=True)
+class EngineResult:
+    """One statistical replicate: its metrics and costs, daily counts, and the match-count histogram rows."""
 
-    Read from the protocol's own parameter object, so omitted parameters take
-    the protocol's defaults exactly as on the faithful path (e.g. tpsi-ad's
-    threshold of 30).
-    """
-    model = _protocol_model(scenario, protocol)
-    return model.radius, model.threshold
-
-
-def _protocol_model(scenario: Scenario, protocol: Any = None) -> StatisticalModel:
-    """The protocol's :class:`StatisticalModel` for the scenario's parameters; refuses what it cannot model."""
-    proto = protocol if protocol is not None else get_protocol(scenario.protocol.name)
-    model = proto.statistical_model(scenario.protocol.params)
-    if model.unsupported:
-        raise ScenarioError(f"protocol.name: {model.unsupported}")
-    return model
-
-
-def load_calibration(scenario: Scenario) -> Calibration:
-    path = Path(scenario.statistical.calibration)
-    if not path.is_absolute():
-        path = shipped_scenarios_dir() / path
-    cal = Calibration.load(path)
-    hasher = scenario.hasher.name
-    if cal.hasher.split(":")[0].split("(")[0] != hasher:
-        raise ScenarioError(f"statistical.calibration: {path} calibrates hasher {cal.hasher!r}, the scenario uses {hasher!r}")
-    if cal.encoding != scenario.content.encoding or cal.image_size != scenario.content.image_size:
-        raise ScenarioError(
-            f"statistical.calibration: {path} was measured with {cal.encoding} attachments of {cal.image_size}px; "
-            f"the scenario uses {scenario.content.encoding} and {scenario.content.image_size}px"
-        )
-    return cal
-
-
-@dataclass
-class Probabilities:
-    radius: int
-    threshold: int
-    p_fresh: float  # a fresh innocent image falsely matches
-    p_popular: np.ndarray  # per popular image: does its original match (drawn once per replicate)
-    popular_share: np.ndarray  # popularity distribution
-    recall: float  # a known image (after the transform mix) matches
-    p_innocent_image: float  # an innocent image matches, averaged over fresh/forwarded
-    synthetic: float = 0.0  # a voucher is synthetic (threshold protocols): it opens but never counts toward t
-    synthetic_capacity: int = 0  # most synthetic vouchers per device
-    #: A copy is sent with transform k of the scenario's mix with probability ``spec_weight[k]``; a copy of a
-    #: matching original still matches with probability ``spec_recall[k]`` and then keeps the original's
-    #: hash with probability ``spec_same[k]``.
-    spec_weight: np.ndarray = field(default_factory=lambda: np.ones(1))
-    spec_recall: np.ndarray = field(default_factory=lambda: np.ones(1))
-    spec_same: np.ndarray = field(default_factory=lambda: np.ones(1))
-    dedup: bool = False  # copies of one hash count once toward t (tpsi-ad's dedup = "hash")
-    forward_share: float = 0.0
-    reveals_each_match: bool = False  # the server learns each voucher's match result (a leakage feature)
-    #: Per popular image and transform (``(P, K)``), drawn once per replicate: does that copy match, and does
-    #: it keep its original's hash. ``None``: derived from ``p_popular`` as ``M_i & (recall draw)`` would be
-    #: with every recall 1 (tests that build the object by hand).
-    unit_match: np.ndarray | None = None
-    unit_same: np.ndarray | None = None
-
-    @property
-    def p_fresh_image(self) -> float:
-        """An innocent image is fresh (not a forward) and falsely matches."""
-        return (1.0 - self.forward_share) * self.p_fresh
-
-    def units(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(match, same)``, each ``(P, K)``."""
-        if self.unit_match is not None:
-            same = self.unit_same if self.unit_same is not None else self.unit_match
-            return self.unit_match, same
-        match = np.repeat(np.asarray(self.p_popular, dtype=bool)[:, None], self.spec_weight.size, axis=1)
-        return match, match
-
-    def stray_probability(self) -> np.ndarray:
-        """``q_k``: a copy with transform ``k`` of a popular image whose original does not match, matches."""
-        if self.p_fresh >= 1.0:
-            return np.ones_like(self.spec_recall)
-        return self.p_fresh * (1.0 - self.spec_recall) / (1.0 - self.p_fresh)
-
-
-def draw_units(rng: np.random.Generator, originals: np.ndarray, recall: np.ndarray, same: np.ndarray,
-               stray: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Per (image, transform): does the copy match, and does it keep its original's hash.
-
-    ``originals[i]``: image ``i``'s original matches. A copy with transform
-    ``k`` then matches with ``recall[k]`` (and keeps the original's hash with
-    ``same[k]``), else with ``stray[k]`` (a hash of its own).
-    """
-    n, k = originals.size, recall.size
-    u = rng.random((n, k))
-    match = np.where(originals[:, None], u < recall[None, :], u < np.broadcast_to(stray, (k,))[None, :])
-    keeps = originals[:, None] & match & (rng.random((n, k)) < same[None, :])
-    return match, keeps
-
-
-def probabilities(
-    scenario: Scenario, cal: Calibration, rng: np.random.Generator, protocol: Any = None
-) -> Probabilities:
-    model = _protocol_model(scenario, protocol)
-    radius, threshold = model.radius, model.threshold
-    t = scenario.traffic
-    override = scenario.statistical.false_match_rate
-    if override is not None:
-        p_fresh = override
-    else:
-        p_fresh = cal.false_match_probability(
-            radius, scenario.content.database_size, tail_model=scenario.statistical.tail_model
-        )
-    weights = np.array([x.weight for x in scenario.content.transforms], dtype=float)
-    weights /= weights.sum()
-    recalls = np.array([cal.recall(x.spec, radius) for x in scenario.content.transforms])
-    at_zero = np.array([cal.recall(x.spec, 0) for x in scenario.content.transforms])
-    same = np.divide(at_zero, recalls, out=np.zeros_like(recalls), where=recalls > 0)
-    recall = float((weights * recalls).sum())
-    ranks = np.arange(1, t.popular_images + 1, dtype=float)
-    share = ranks ** -t.popularity_exponent
-    share /= share.sum()
-    popular_match = rng.random(t.popular_images) < p_fresh
-    synthetic, capacity = model.synthetic_probability, model.synthetic_capacity
-    dedup = model.copies_once and threshold > 1
-    prob = Probabilities(radius, threshold, p_fresh, popular_match, share, recall, 0.0, synthetic, capacity,
-                         weights, recalls, same, dedup, t.forward_share, reveals_each_match=model.reveals_each_match)
-    # A forward is a copy of a popular image sent with a transform of the mix: it matches as its unit does.
-    prob.unit_match, prob.unit_same = draw_units(rng, popular_match, recalls, same, prob.stray_probability())
-    prob.p_innocent_image = (1 - t.forward_share) * p_fresh + t.forward_share * float(
-        (share[:, None] * weights[None, :] * prob.unit_match).sum())
-    return prob
+    metrics: RunMetrics
+    costs: Costs
+    daily: tuple[dict[str, Any], ...]
+    histogram: list[dict[str, int]]
 
 
 def run_statistical(
@@ -210,8 +84,8 @@ def run_statistical(
     replicate: int = 0,
     progress: Callable[[int], None] | None = None,
     protocol: Any = None,
-) -> dict[str, Any]:
-    """Simulate one replicate; returns ``{"metrics", "costs", "daily", "histogram"}`` like the faithful path.
+) -> EngineResult:
+    """Simulate one replicate: its metrics, costs, daily counts and match histogram, as the faithful path gives them.
 
     ``protocol`` replaces the registered protocol module (for variants under test), as in ``run_faithful``.
     """
@@ -252,44 +126,47 @@ def run_statistical(
     first_known = off["first_known_day"]
     detected = confirmed_off_day >= 0
     ttd = (confirmed_off_day - first_known)[detected & (first_known >= 0)]
-    per_image = {
-        "images": images_total,
-        "known_images": known_total,
-        "innocent_images": innocent_images,
-        "false_positive": proportion(false_matches, innocent_images).as_dict(),
-        "false_negative": proportion(known_total - known_matched, known_total).as_dict(),
-    }
-    accounts = {
-        "accounts": n,
-        "offenders": n_off,
-        "innocent_flagged": proportion(int((inn_cross_day >= 0).sum()), n_inn).as_dict(),
-        "innocent_falsely_confirmed": proportion(inn_confirmed, n_inn).as_dict(),
-        "offenders_flagged": proportion(int((off_flag_day >= 0).sum()), n_off).as_dict(),
-        "offenders_detected": proportion(int(detected.sum()), n_off).as_dict(),
-        "offenders_sending_known": int((first_known >= 0).sum()),
-        "days_to_detection_mean": float(ttd.mean()) if ttd.size else None,
-        "days_to_detection_median": float(np.median(ttd)) if ttd.size else None,
-        "days_to_detection_n": int(ttd.size),
-        "mean_images_per_account": images_total / n,
-        "max_matches_innocent_account": int(inn_false_by_account.max(initial=0)),
-    }
+    rate = lambda k, of: Rate.of_proportion(proportion(int(k), int(of)))
+    per_image = PerImage(
+        images=images_total,
+        known_images=known_total,
+        innocent_images=innocent_images,
+        false_positive=rate(false_matches, innocent_images),
+        false_negative=rate(known_total - known_matched, known_total),
+    )
+    accounts = ReplicateAccounts(
+        accounts=n,
+        offenders=n_off,
+        innocent_flagged=rate((inn_cross_day >= 0).sum(), n_inn),
+        innocent_falsely_confirmed=rate(inn_confirmed, n_inn),
+        offenders_flagged=rate((off_flag_day >= 0).sum(), n_off),
+        offenders_detected=rate(detected.sum(), n_off),
+        offenders_sending_known=int((first_known >= 0).sum()),
+        days_to_detection_mean=float(ttd.mean()) if ttd.size else None,
+        days_to_detection_median=float(np.median(ttd)) if ttd.size else None,
+        days_to_detection_n=int(ttd.size),
+        mean_images_per_account=images_total / n,
+        max_matches_innocent_account=int(inn_false_by_account.max(initial=0)),
+    )
     reviewed = decisions["reviewed"]
-    review = {
-        "cases_reviewed": reviewed,
-        "cases_confirmed": decisions["confirmed"],
-        "cases_confirmed_wrongly": decisions["confirmed_wrongly"],
-        "cases_cleared_wrongly": decisions["cleared_wrongly"],
-        "backlog_at_end": decisions["backlog"],
-        "reviewer_hours": reviewed * s.review.minutes_per_case / 60.0,
-    }
-    metrics = {
-        "per_image": per_image,
-        "accounts": accounts,
-        "review": review,
-        **dict(zip(("leakage", "leakage_test"), _leakage(s, prob, lam_img, lam_img_off, streams["leakage"]))),
-        "threshold": prob.threshold,
-        "database_size": s.content.database_size,
-        "model": {
+    review = Review(
+        cases_reviewed=reviewed,
+        cases_confirmed=decisions["confirmed"],
+        cases_confirmed_wrongly=decisions["confirmed_wrongly"],
+        cases_cleared_wrongly=decisions["cleared_wrongly"],
+        backlog_at_end=decisions["backlog"],
+        reviewer_hours=reviewed * s.review.minutes_per_case / 60.0,
+    )
+    leakage, leakage_test = _leakage(s, prob, lam_img, lam_img_off, streams["leakage"])
+    metrics = RunMetrics(
+        per_image=per_image,
+        accounts=accounts,
+        review=review,
+        leakage=leakage,
+        leakage_test=leakage_test,
+        threshold=prob.threshold,
+        database_size=s.content.database_size,
+        model={
             **(innocent_flag_expectation(n_inn, lam_img * days, prob) if s.traffic.distribution == "poisson" else {}),
             "radius": prob.radius,
             "p_fresh_false_match": prob.p_fresh,
@@ -301,27 +178,27 @@ def run_statistical(
             "false_match_rate_source": "scenario (statistical.false_match_rate)"
             if s.statistical.false_match_rate is not None else "calibration",
         },
-    }
+    )
     top = max(int(hist_inn.size), int(hist_off.size))
     histogram = [
         {"matching_images": k, "innocent_accounts": int(hist_inn[k]) if k < hist_inn.size else 0,
          "offending_accounts": int(hist_off[k]) if k < hist_off.size else 0}
         for k in range(top)
     ]
-    costs = {
-        "client_hash_ms_per_image": None,
-        "client_voucher_ms_per_image": None,
-        "server_ingest_ms_per_voucher": None,
-        "voucher_bytes_mean": None,
-        "attachment_bytes_mean": None,
-        "envelope_bytes_mean": None,
-        "blob_bytes_mean": None,
-        "voucher_bytes_per_message": None,
-        "hash_cache_hits": 0,
-        "simulation_wall_s": round(time.perf_counter() - started, 3),
-        "timing_note": "statistical path: per-operation costs are not simulated; see the faithful path or papers/protocol-costs",
-    }
-    return {"metrics": metrics, "costs": costs, "daily": daily, "histogram": histogram}
+    costs = Costs(
+        client_hash_ms_per_image=None,
+        client_voucher_ms_per_image=None,
+        server_ingest_ms_per_voucher=None,
+        voucher_bytes_mean=None,
+        attachment_bytes_mean=None,
+        envelope_bytes_mean=None,
+        blob_bytes_mean=None,
+        voucher_bytes_per_message=None,
+        hash_cache_hits=0,
+        simulation_wall_s=round(time.perf_counter() - started, 3),
+        timing_note="statistical path: per-operation costs are not simulated; see the faithful path or papers/protocol-costs",
+    )
+    return EngineResult(metrics, costs, tuple(daily), histogram)
 
 
 def _innocent_accounts(s: Scenario, prob: Probabilities, n_inn: int, lam: float, rng: np.random.Generator,
@@ -349,15 +226,15 @@ def _innocent_accounts(s: Scenario, prob: Probabilities, n_inn: int, lam: float,
         accounts_l, days_l, unit_l = [], [], []
         total_images = 0
         chunk = s.statistical.chunk_accounts
-        for start in range(0, n_inn, chunk):
-            size = min(chunk, n_inn - start)
+        for first in range(0, n_inn, chunk):
+            size = min(chunk, n_inn - first)
             for d in range(days):
                 imgs = rng.binomial(m, s.traffic.image_share, size)
                 total_images += int(imgs.sum())
                 for u, rate in [(-1, prob.p_fresh_image), *units]:
                     false = rng.binomial(imgs, rate)
                     hit = np.flatnonzero(false)
-                    accounts_l.append(np.repeat(start + hit, false[hit]))
+                    accounts_l.append(np.repeat(first + hit, false[hit]))
                     days_l.append(np.full(int(false[hit].sum()), d))
                     unit_l.append(np.full(int(false[hit].sum()), u))
             if progress:
@@ -395,42 +272,6 @@ def crossing_days(day_of: np.ndarray, start: np.ndarray, counts: np.ndarray, t: 
     """Per account with at least ``t`` genuine matches (rows sorted by account, then day): the day of the t-th."""
     over = counts >= t
     return day_of[start[over] + t - 1]
-
-
-def innocent_flag_expectation(n_inn: int, images_per_account: float, prob: Probabilities) -> dict[str, float | None]:
-    """Closed form, over the viral draws, of innocent accounts flagged at ``t = 1`` (Poisson traffic).
-
-    An innocent account sends Poisson(``m = images_per_account``) images over
-    the run. It is flagged when it sends at least one genuine (non-synthetic)
-    matching image: a fresh false match (rate ``L_f = m (1 - f) p (1 - s)``) or
-    a forward from a matching unit. Unit ``(i, k)`` is sent at rate ``l_ik = m f
-    share_i w_k (1 - s)``; it matches with ``r_k`` when popular image ``i``'s
-    original does (probability ``p``) and with ``q_k`` otherwise, once per
-    replicate, so with ``a_ik = 1 - exp(-l_ik)``
-
-        E[flagged] = N (1 - exp(-L_f) prod_i [(1 - p) prod_k (1 - q_k a_ik) + p prod_k (1 - r_k a_ik)])
-
-    The viral-day probability is that of at least one matching unit,
-    ``1 - prod_i [(1 - p) prod_k (1 - q_k) + p prod_k (1 - r_k)]``, and the
-    conditional impact is ``E[flagged | some matching unit] - E[flagged | none]``
-    (with no matching unit only fresh images can flag). ``None`` for ``t > 1``,
-    where no closed form is given.
-    """
-    p, s_ = prob.p_fresh, prob.synthetic
-    r, q = prob.spec_recall, prob.stray_probability()
-    fresh = images_per_account * prob.p_fresh_image * (1 - s_)
-    lam = images_per_account * prob.forward_share * (1 - s_) * prob.popular_share[:, None] * prob.spec_weight[None, :]
-    a = -np.expm1(-lam)
-    no_unit = (1 - p) * np.prod(1 - q) + p * np.prod(1 - r)
-    viral_day = float(-np.expm1(prob.popular_share.size * np.log(no_unit))) if no_unit > 0 else 1.0
-    if prob.threshold != 1:
-        return {"expected_innocent_flagged": None, "viral_day_probability": viral_day, "viral_day_impact": None}
-    none_i = (1 - p) * np.prod(1 - q[None, :] * a, axis=1) + p * np.prod(1 - r[None, :] * a, axis=1)
-    log_none = float(np.log(none_i).sum()) if np.all(none_i > 0) else -np.inf
-    expected = n_inn * float(-np.expm1(-fresh + log_none))
-    quiet = n_inn * float(-np.expm1(-fresh))
-    impact = (expected - (1 - viral_day) * quiet) / viral_day - quiet if viral_day > 0 else 0.0
-    return {"expected_innocent_flagged": expected, "viral_day_probability": viral_day, "viral_day_impact": impact}
 
 
 def innocent_flag_replicates(scenario: Scenario, replicates: int, protocol: Any = None) -> np.ndarray:
@@ -504,21 +345,21 @@ def _offenders(s: Scenario, prob: Probabilities, n_off: int, lam: float, rng: np
         spec.append(rng.choice(k_specs, size=n_known, p=prob.spec_weight))
         false_who.append(np.repeat(np.arange(n_off), false))
         false_when.append(np.full(int(false.sum()), d))
-    who, when, entry, spec = (np.concatenate(x).astype(np.int64) for x in (who, when, entry, spec))
+    who_a, when_a, entry_a, spec_a = (np.concatenate(x).astype(np.int64) for x in (who, when, entry, spec))
     # One draw per distinct (entry, transform) unit sent in this replicate.
-    units, inverse = np.unique(entry * k_specs + spec, return_inverse=True)
+    units, inverse = np.unique(entry_a * k_specs + spec_a, return_inverse=True)
     u_k = units % k_specs
     unit_match = rng.random(units.size) < prob.spec_recall[u_k]
     unit_same = unit_match & (rng.random(units.size) < prob.spec_same[u_k])
     matched = unit_match[inverse]
-    out["known_matched"] = np.bincount(who[matched], minlength=n_off)
+    out["known_matched"] = np.bincount(who_a[matched], minlength=n_off)
     out["matches"] = out["known_matched"] + out["false"]
     # Rows that count toward t: matching known copies (one key per hash) and innocent images' false matches
     # (each a hash of its own: negative keys).
-    key = np.where(unit_same[inverse], entry * (k_specs + 1) + k_specs, entry * (k_specs + 1) + spec)[matched]
+    key = np.where(unit_same[inverse], entry_a * (k_specs + 1) + k_specs, entry_a * (k_specs + 1) + spec_a)[matched]
     f_who, f_when = np.concatenate(false_who).astype(np.int64), np.concatenate(false_when).astype(np.int64)
-    acc = np.r_[who[matched], f_who]
-    day_of = np.r_[when[matched], f_when]
+    acc = np.r_[who_a[matched], f_who]
+    day_of = np.r_[when_a[matched], f_when]
     key = np.r_[key, -1 - np.arange(f_who.size)]
     order = np.lexsort((day_of, acc))
     acc, day_of, key = acc[order], day_of[order], key[order]
@@ -604,12 +445,12 @@ def synthetic_split(rng: np.random.Generator, images: np.ndarray, matches: np.nd
 
 
 def _leakage(s: Scenario, prob: Probabilities, lam: float, lam_off: float,
-             rng: np.random.Generator) -> tuple[list[dict], dict | None]:
+             rng: np.random.Generator) -> tuple[tuple[LeakageEstimate, ...], MaxFeatureTest | None]:
     """Leakage estimates on a stratified sample of never-flagged accounts (features as the server logs them)."""
     k = s.statistical.leakage_sample
     n_off = int(round(s.population.offender_share * s.population.accounts))
     if n_off == 0 or n_off == s.population.accounts:
-        return [], None
+        return (), None
     k_off, k_inn = min(k, n_off), min(k, s.population.accounts - n_off)
     days = s.days
 
@@ -646,6 +487,5 @@ def _leakage(s: Scenario, prob: Probabilities, lam: float, lam_off: float,
     for name, key in feats.items():
         values = np.r_[a[key][keep_a], b[key][keep_b]].astype(float)
         columns[name] = values
-        out.append(estimate(name, "accounts not flagged", values, label, rng, permutations=100).as_dict())
-    test = max_feature_test(columns, label, rng, "accounts not flagged").as_dict()
-    return out, test
+        out.append(estimate(name, "accounts not flagged", values, label, rng, permutations=100))
+    return tuple(out), max_feature_test(columns, label, rng, "accounts not flagged")

@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..metrics.run import RunSummary
+from ..report.run_tables import read_run_summary
+from ..report.sweep_tables import columns_of, headline_metrics, table_cell, write_parquet
 from ..results import (
-    atomic_write_bytes,
     atomic_write_text,
     provenance,
     write_csv,
@@ -45,7 +47,6 @@ from ..results import (
 from .runner import run_scenario, scenario_to_toml
 from .scenario import Scenario
 from .sweep_spec import Distribution, RandomTable, Sweep, SweepFile, SweepPoint, load_sweep, sweep_from_dict
-from .sweep_spec import canonical as _canonical
 from .sweep_spec import describe_params as _describe
 
 __all__ = [
@@ -61,7 +62,6 @@ HEADLINE = (
     ("per_image.false_positive", "per-image false positives"),
     ("per_image.false_negative", "per-image false negatives"),
 )
-PROPORTION_FIELDS = ("rate", "count", "of", "ci_low", "ci_high")
 
 
 # --------------------------------------------------------------------------- running points
@@ -71,7 +71,7 @@ def run_point(scenario: dict[str, Any], out_dir: str) -> dict[str, Any]:
     """Run one point in this process and write its results folder; failures are returned, not raised.
 
     Plain data in and out, at module level, so Dask can ship it to worker processes. Returns
-    ``{"ok": True, "summary": ..., "wall_time_s": ...}`` as read back from the folder, or
+    ``{"ok": True, "summary": RunSummary, "wall_time_s": ...}`` as read back from the folder, or
     ``{"ok": False, "error_type": ..., "error": ...}`` (the traceback goes to ``error.txt`` there).
     """
     out = Path(out_dir)
@@ -94,12 +94,13 @@ def run_point(scenario: dict[str, Any], out_dir: str) -> dict[str, Any]:
 def read_finished_point(folder: Path, digest: str | None = None) -> dict[str, Any] | None:
     """The summary of a finished point folder (of the scenario with ``digest``, if given), or None.
 
-    ``manifest.json`` is the runner's last write, so a folder without it is unfinished.
+    ``manifest.json`` is the runner's last write, so a folder without it is unfinished; so is one
+    whose ``summary.json`` does not read back as a run summary.
     """
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
-        summary = json.loads((folder / "summary.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        summary = read_run_summary(folder / "summary.json")
+    except (FileNotFoundError, json.JSONDecodeError, ConfigError):
         return None
     if digest is not None and manifest.get("scenario_digest") != digest:
         return None
@@ -113,7 +114,7 @@ class PointOutcome:
     point: SweepPoint
     ok: bool
     reused: bool
-    summary: dict[str, Any] | None = None
+    summary: RunSummary | None = None
     wall_time_s: float | None = None
     error_type: str = ""
     error: str = ""
@@ -237,42 +238,18 @@ def _run_on_dask(client: Any, todo: Sequence[SweepPoint], points_dir: Path,
 # --------------------------------------------------------------------------- the sweep folder
 
 
-def _cell(value: Any) -> Any:
-    return _canonical(value) if isinstance(value, (list, dict)) else value
-
-
-def headline_metrics(summary: dict[str, Any]) -> dict[str, Any]:
-    """The deterministic metrics of a point's summary, flattened to ``section.metric[.field]`` columns."""
-    m = summary["metrics"]
-    row: dict[str, Any] = {"replicates": summary["replicates"]}
-    for section in ("per_image", "accounts", "review"):
-        for key, entry in m[section].items():
-            if isinstance(entry, dict):
-                row.update({f"{section}.{key}.{f}": entry[f] for f in PROPORTION_FIELDS})
-            else:
-                row[f"{section}.{key}"] = entry
-    row["threshold"] = m["threshold"]
-    row["database_size"] = m["database_size"]
-    return row
-
-
 def sweep_rows(sweep: Sweep, outcomes: Sequence[PointOutcome]) -> list[dict[str, Any]]:
     """One row per finished point, in sweep order: point, point_id, swept values, headline metrics."""
     rows = []
     for o in outcomes:
-        if not o.ok:
+        if not o.ok or o.summary is None:
             continue
-        metrics = headline_metrics(o.summary or {})
+        metrics = headline_metrics(o.summary)
         clash = set(metrics) & set(sweep.keys)
         metrics = {(f"metric.{k}" if k in clash else k): v for k, v in metrics.items()}
         rows.append({"point": o.point.index, "point_id": o.point.point_id,
-                     **{k: _cell(v) for k, v in o.point.params.items()}, **metrics})
+                     **{k: table_cell(v) for k, v in o.point.params.items()}, **metrics})
     return rows
-
-
-def _columns(head: Sequence[str], rows: Sequence[dict[str, Any]]) -> list[str]:
-    """``head``, then every other key of ``rows`` in first-seen order."""
-    return list(dict.fromkeys([*head, *(c for r in rows for c in r)]))
 
 
 def write_sweep_folder(out: Path, sweep: Sweep, outcomes: Sequence[PointOutcome], started: float,
@@ -280,21 +257,19 @@ def write_sweep_folder(out: Path, sweep: Sweep, outcomes: Sequence[PointOutcome]
     """Write the tables, figures, summary and manifest of a sweep from its point outcomes (sweep order)."""
     def ident(o: PointOutcome) -> dict[str, Any]:
         return {"point": o.point.index, "point_id": o.point.point_id,
-                **{k: _cell(v) for k, v in o.point.params.items()}}
+                **{k: table_cell(v) for k, v in o.point.params.items()}}
 
     head = ["point", "point_id", *sweep.keys]
     rows = sweep_rows(sweep, outcomes)
-    columns = _columns(head, rows)
+    columns = columns_of(head, rows)
     write_csv(out / "sweep.csv", rows, fieldnames=columns)
     write_parquet(out / "sweep.parquet", rows, columns)
 
-    ok = [o for o in outcomes if o.ok]
-    costs = [{**ident(o), "wall_time_s": o.wall_time_s,
-              **{k: v for k, v in (o.summary or {}).get("costs", {}).items() if not isinstance(v, str)}}
-             for o in ok]
-    write_csv(out / "costs.csv", costs, fieldnames=_columns([*head, "wall_time_s"], costs))
-    leakage = [{**ident(o), **r} for o in ok for r in (o.summary or {})["metrics"]["leakage"]]
-    write_csv(out / "leakage.csv", leakage, fieldnames=_columns(head, leakage))
+    ok = [(o, o.summary) for o in outcomes if o.ok and o.summary is not None]
+    costs = [{**ident(o), "wall_time_s": o.wall_time_s, **dict(sorted(s.costs.numbers().items()))} for o, s in ok]
+    write_csv(out / "costs.csv", costs, fieldnames=columns_of([*head, "wall_time_s"], costs))
+    leakage = [{**ident(o), **dict(sorted(r.to_dict().items()))} for o, s in ok for r in s.metrics.leakage]
+    write_csv(out / "leakage.csv", leakage, fieldnames=columns_of(head, leakage))
     failures = [{**ident(o), "error_type": o.error_type, "error": o.error} for o in outcomes if not o.ok]
     write_csv(out / "failures.csv", failures, fieldnames=head + ["error_type", "error"])
 
@@ -325,33 +300,3 @@ def write_sweep_folder(out: Path, sweep: Sweep, outcomes: Sequence[PointOutcome]
                    config={"sweep": sweep.to_dict(), "base_scenario": sweep.base.to_dict()}, started=started,
                    extra={"points": len(outcomes), "failed": len(failures)})
     return SweepResult(out, rows, failures, computed, summary["reused"], figures)
-
-
-def write_parquet(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Path:
-    """Write ``rows`` as a Parquet table; each column gets one Arrow type (mixed columns become text)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table({c: _arrow_column([r.get(c) for r in rows]) for c in columns})
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    return atomic_write_bytes(path, sink.getvalue().to_pybytes())
-
-
-def _arrow_column(values: list[Any]) -> Any:
-    import pyarrow as pa
-
-    present = [v for v in values if v is not None]
-    if not present:
-        return pa.array(values, type=pa.null())
-    if all(isinstance(v, bool) for v in present):
-        return pa.array(values, type=pa.bool_())
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-        return pa.array(values, type=pa.int64())
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-        return pa.array([None if v is None else float(v) for v in values], type=pa.float64())
-    return pa.array([None if v is None else (v if isinstance(v, str) else _canonical(v)) for v in values],
-                    type=pa.string())
-
-
-# --------------------------------------------------------------------------- figures

@@ -46,7 +46,7 @@ class HashCache:
                     f"hash cache {path}: unusable ({exc}); set E2ESCAN_CACHE_DIR to a writable folder, or pass "
                     "--no-cache to run without it"
                 ) from None
-        self._pending: list[tuple] = []
+        self._pending: list[tuple[str, bytes, bytes, None]] = []
 
     @staticmethod
     def digest(data: bytes) -> bytes:
@@ -61,7 +61,8 @@ class HashCache:
             self.misses += 1
             return None
         self.hits += 1
-        return row[0]
+        value: bytes = row[0]  # the hash column holds BLOBs only (put)
+        return value
 
     def put(self, digest: bytes, value: bytes) -> None:
         if self._db is not None:

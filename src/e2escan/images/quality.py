@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageError
-from ..images import CorpusImage, TransformedImage
+from .corpus import CorpusImage
+from .transforms import TransformedImage
 
 __all__ = ["DATA_RANGE", "FAST_PATH_MARGIN", "SSIM_SIGMA", "SSIM_WINDOW", "SsimReference", "psnr", "ssim", "ssim_window"]
 
