@@ -242,7 +242,8 @@ class RunSummary(_Record):
     replicates: int
     hasher: str
     protocol: str
-    protocol_params: dict[str, Any]
+    protocol_params: dict[str, Any]  # every value, defaults included
+    protocol_params_set: dict[str, Any]  # those that differ from the protocol's defaults (the table's heading)
     engine: str
     metrics: PooledMetrics
     costs: Costs

@@ -84,7 +84,7 @@ def summary_table(summary: RunSummary) -> tuple[str, list[str], list[tuple[str, 
     """(heading, column headers, rows) of the headline table (the terminal table and report.html)."""
     m = summary.metrics
     pi, ac, rv, c = m.per_image, m.accounts, m.review, summary.costs
-    params = ", ".join(f"{k}={v}" for k, v in summary.protocol_params.items()) or "defaults"
+    params = ", ".join(f"{k}={v}" for k, v in summary.protocol_params_set.items()) or "defaults"
     head = (f"{summary.scenario}: protocol {summary.protocol} ({params}), hasher {summary.hasher}, "
             f"{ac.accounts_per_replicate:,} accounts x {summary.replicates} "
             f"replicate{'s' if summary.replicates != 1 else ''}, seed {summary.seed}")
@@ -229,7 +229,7 @@ def compare(dir_a: str | Path, dir_b: str | Path, out: str | Path | None = None)
     table = format_table(
         [(r["metric"], cell(r["a"]), cell(r["b"]), cell(r["difference"]), verdict(r)) for r in rows],
         ["metric", "A", "B", "B - A", "two-sided test, 5% per metric"],
-        f"A = {dir_a} ({a.scenario}, {a.protocol} {a.protocol_params})\nB = {dir_b} ({b.scenario}, {b.protocol} {b.protocol_params})",
+        f"A = {dir_a} ({a.scenario}, {a.protocol} {a.protocol_params_set})\nB = {dir_b} ({b.scenario}, {b.protocol} {b.protocol_params_set})",
     )
     if out is not None:
         label_a, label_b = run_labels(dir_a, dir_b)

@@ -162,8 +162,7 @@ def run_scenario(
     if figures:
         scenario_figures(out, summary, summaries)
     write_manifest(out, command=command, seed=scenario.seed, config=to_dict(scenario), started=started,
-                   extra={"replicates": len(summaries), "scenario_digest": scenario_digest(scenario),
-                          "protocol_params": scenario.protocol.params.to_dict()})  # every value, defaults included
+                   extra={"replicates": len(summaries), "scenario_digest": scenario_digest(scenario)})
     return summary
 
 
@@ -224,7 +223,8 @@ def aggregate(scenario: Scenario, summaries: Sequence[ReplicateSummary]) -> RunS
         replicates=len(summaries),
         hasher=scenario.hasher.name,
         protocol=scenario.protocol.name,
-        protocol_params=scenario.protocol.params.non_defaults(),
+        protocol_params=scenario.protocol.params.to_dict(),
+        protocol_params_set=scenario.protocol.params.non_defaults(),
         engine=scenario.engine,
         metrics=metrics,
         costs=costs,

@@ -76,8 +76,14 @@ class Distribution:
     choice: tuple[Any, ...] | None = option(None, doc="one of the listed values", check=lambda v: nonempty(v) or _plain(v),
                                             accepts="a non-empty list of strings, numbers, booleans, lists or tables")
 
+    def _given(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """(kind, arguments) of every distribution table given (exactly one in a valid file)."""
+        tables = (("uniform", self.uniform), ("loguniform", self.loguniform), ("integers", self.integers),
+                  ("choice", self.choice))
+        return [(kind, args) for kind, args in tables if args is not None]
+
     def __post_init__(self) -> None:
-        if sum(getattr(self, f.name) is not None for f in dataclasses.fields(self)) != 1:
+        if len(self._given()) != 1:
             raise ConfigError(f"exactly one distribution; accepted: {ONE_DISTRIBUTION}")
         if self.kind != "choice":
             low, high = self.args
@@ -88,12 +94,11 @@ class Distribution:
 
     @property
     def kind(self) -> str:
-        return next(f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None)
+        return self._given()[0][0]
 
     @property
     def args(self) -> tuple[Any, ...]:
-        value: tuple[Any, ...] = getattr(self, self.kind)
-        return value
+        return self._given()[0][1]
 
     def draw(self, rng: np.random.Generator) -> Any:
         a = self.args
