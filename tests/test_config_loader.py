@@ -186,3 +186,22 @@ def test_the_loader_by_itself():
         with pytest.raises(ConfigError) as info:
             from_dict(Outer, data, source="where")
         assert str(info.value).startswith(line), str(info.value)
+
+
+def test_a_literal_field_accepts_exactly_its_values() -> None:
+    """An attack's method is a ``Literal``: the loader refuses anything else in one line listing the choices."""
+    base = Scenario.load(resolve_scenario("quickstart"))
+    assert base.with_overrides(**{"attacks.evasion": {"method": "whitebox"}}).attacks.evasion.method == "whitebox"
+    for bad in ("greybox", 1, True):
+        with pytest.raises(ScenarioError) as info:
+            base.with_overrides(**{"attacks.evasion": {"method": bad}})
+        assert str(info.value).startswith("attacks.evasion.method = ") and 'one of "blackbox", "whitebox"' in str(info.value)
+
+
+def test_to_toml_leaves_out_none_inside_nested_tables() -> None:
+    import tomllib
+
+    from e2escan.config import to_toml
+
+    text = to_toml({"a": 1, "s": {"x": None, "t": {"k": None, "v": 2}, "items": [{"p": None, "q": "z"}]}})
+    assert tomllib.loads(text) == {"a": 1, "s": {"t": {"v": 2}, "items": [{"q": "z"}]}}

@@ -131,3 +131,20 @@ def test_every_section_is_frozen() -> None:
     r = Rate.of_proportion(proportion(1, 2))
     with pytest.raises(dataclasses.FrozenInstanceError):
         r.count = 5  # type: ignore[misc]
+
+
+def test_pooling_keeps_the_poisoned_share_of_one_database() -> None:
+    """Each replicate poisons its own database of the same size: pooling sums copies and holders, not entries."""
+    from e2escan.metrics.run import Poisoning
+    from e2escan.sim.runner import _attacks_summary
+
+    def metrics(holders: int) -> RunMetrics:
+        r = Rate.of_proportion(proportion(0, 1))
+        p = Poisoning(13, 63, 8, Rate.of_proportion(proportion(6, 8)), Rate.of_proportion(proportion(holders, 5)))
+        return RunMetrics(PerImage(1, 0, 1, r, r), ReplicateAccounts(1, 0, r, r, r, r, None, 0, 1.0, 0),
+                          Review(0, 0, 0, 0, 0, 0.0), (), None, 2, 63, attacks=Attacks(poisoning=p))
+
+    pooled = _attacks_summary([metrics(1), metrics(3), metrics(2)]).poisoning
+    assert pooled is not None
+    assert (pooled.poison_entries, pooled.database_entries) == (13, 63)
+    assert (pooled.target_images_sent, pooled.holders_revealed.count, pooled.holders_revealed.of) == (24, 6, 15)

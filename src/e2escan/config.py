@@ -132,8 +132,11 @@ def _bounds(rng: tuple[float | None, float | None]) -> str:
     return f"at least {lo}" if lo is not None else f"at most {hi}"
 
 
-def _choices(meta: Mapping[str, Any]) -> tuple[Any, ...] | None:
+def _choices(meta: Mapping[str, Any], tp: Any = None) -> tuple[Any, ...] | None:
+    """The allowed values: the field's ``choices`` (called if a function), else a ``Literal`` annotation's."""
     choices = meta.get("choices")
+    if choices is None and typing.get_origin(tp) is typing.Literal:
+        return typing.get_args(tp)
     return tuple(choices()) if callable(choices) else choices
 
 
@@ -141,7 +144,7 @@ def accepted(tp: Any, meta: Mapping[str, Any]) -> str:
     """What a field accepts, in words: its ``accepts``, else its choices, else its type and range."""
     if meta.get("accepts"):
         return str(meta["accepts"])
-    choices = _choices(meta)
+    choices = _choices(meta, tp)
     if choices is not None:
         return "one of " + ", ".join(show(c) for c in choices)
     words = type_name(tp)
@@ -265,6 +268,10 @@ class _Loader:
             self.wrong_type(value, tp, key, meta)
         if tp is Any:
             return value
+        if origin is typing.Literal:
+            if not any(value == v and type(value) is type(v) for v in typing.get_args(tp)):
+                self.fail(invalid(key, value, "not one of the choices", accepted(tp, meta)))
+            return value
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, Mapping):
                 self.wrong_type(value, tp, key, meta)
@@ -371,13 +378,9 @@ def to_toml(data: Mapping[str, Any]) -> str:
             elif v is not None:
                 lines.append(f"{k} = {_toml_text(v)}")
         for k, v in nested.items():
-            if isinstance(v, Mapping):
-                lines.append(f"\n[{section}.{k}]")
-                lines.extend(f"{kk} = {_toml_text(vv)}" for kk, vv in v.items())
-            else:
-                for item in v:
-                    lines.append(f"\n[[{section}.{k}]]")
-                    lines.extend(f"{kk} = {_toml_text(vv)}" for kk, vv in item.items())
+            for item in [v] if isinstance(v, Mapping) else v:
+                lines.append(f"\n[{section}.{k}]" if isinstance(v, Mapping) else f"\n[[{section}.{k}]]")
+                lines.extend(f"{kk} = {_toml_text(vv)}" for kk, vv in item.items() if vv is not None)
     return "\n".join(lines) + "\n"
 
 
@@ -399,7 +402,7 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
         doc = f.metadata.get("doc", "")
         if f.metadata.get("type_from"):
             default = {}
-        choices = _choices(f.metadata)
+        choices = _choices(f.metadata, hints.get(f.name))
         if choices:
             doc += "; allowed: " + ", ".join(repr(c) for c in choices)
         if f.metadata.get("range"):

@@ -131,7 +131,7 @@ class Collision(_Record):
 
 @dataclass(frozen=True)
 class Poisoning(_Record):
-    poison_entries: int
+    poison_entries: int  # per replicate (each replicate poisons its own database the same way)
     database_entries: int
     target_images_sent: int
     target_images_matching: Rate

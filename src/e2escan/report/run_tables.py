@@ -56,21 +56,22 @@ def read_run_summary(path: Path) -> RunSummary:
         raise ConfigError(f"{path}: not a run summary ({exc})") from None
 
 
-def metrics_rows(summary: RunSummary) -> list[dict[str, Any]]:
-    """A tidy table of headline metrics: metric, value, count, of, ci_low, ci_high."""
-    rows = []
+def headline_entries(summary: RunSummary) -> list[tuple[str, Any]]:
+    """``(section.metric, value)`` of the per-image, account and review sections (sorted within each, as a run
+    read back from sorted JSON would give them); a rate's value is its dict (``count``, ``of``, ``rate``, ...)."""
     m = summary.metrics
+    out = []
     for section, values in (("per_image", m.per_image), ("accounts", m.accounts), ("review", m.review)):
         table = values.to_dict()
-        for key in sorted(table):
-            entry = table[key]
-            if isinstance(entry, dict):  # a Rate
-                rows.append({"metric": f"{section}.{key}", "value": entry["rate"], "count": entry["count"],
-                             "of": entry["of"], "ci_low": entry["ci_low"], "ci_high": entry["ci_high"]})
-            else:
-                rows.append({"metric": f"{section}.{key}", "value": entry, "count": "", "of": "", "ci_low": "",
-                             "ci_high": ""})
-    return rows
+        out += [(f"{section}.{key}", table[key]) for key in sorted(table)]
+    return out
+
+
+def metrics_rows(summary: RunSummary) -> list[dict[str, Any]]:
+    """A tidy table of headline metrics: metric, value, count, of, ci_low, ci_high."""
+    blank = {"count": "", "of": "", "ci_low": "", "ci_high": ""}
+    return [{"metric": name, "value": entry["rate"], **{k: entry[k] for k in blank}} if isinstance(entry, dict)
+            else {"metric": name, "value": entry, **blank} for name, entry in headline_entries(summary)]
 
 
 def write_run_tables(out: Path, summary: RunSummary, summaries: Sequence[ReplicateSummary]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..metrics.run import RunSummary
 from ..results import atomic_write_bytes
+from .run_tables import headline_entries
 
 #: The columns a rate contributes to a sweep row, as ``section.metric.<field>``.
 PROPORTION_FIELDS = ("rate", "count", "of", "ci_low", "ci_high")
@@ -21,18 +22,14 @@ def table_cell(value: Any) -> Any:
 
 def headline_metrics(summary: RunSummary) -> dict[str, Any]:
     """The deterministic metrics of a point's summary, flattened to ``section.metric[.field]`` columns (sorted)."""
-    m = summary.metrics
     row: dict[str, Any] = {"replicates": summary.replicates}
-    for section, values in (("per_image", m.per_image), ("accounts", m.accounts), ("review", m.review)):
-        table = values.to_dict()
-        for key in sorted(table):
-            entry = table[key]
-            if isinstance(entry, dict):  # a Rate
-                row.update({f"{section}.{key}.{f}": entry[f] for f in PROPORTION_FIELDS})
-            else:
-                row[f"{section}.{key}"] = entry
-    row["threshold"] = m.threshold
-    row["database_size"] = m.database_size
+    for name, entry in headline_entries(summary):
+        if isinstance(entry, dict):  # a rate
+            row.update({f"{name}.{f}": entry[f] for f in PROPORTION_FIELDS})
+        else:
+            row[name] = entry
+    row["threshold"] = summary.metrics.threshold
+    row["database_size"] = summary.metrics.database_size
     return row
 
 

@@ -352,8 +352,7 @@ class _AttackContext:
         from ..attacks.evasion import evade
 
         result = evade(content.render_image(ref), self.hasher, min_distance=ev.min_distance, max_queries=ev.max_queries,
-                       min_ssim=ev.min_ssim, rng=self.rng, method="whitebox" if ev.method == "whitebox" else "blackbox",
-                       encode=self.encode,
+                       min_ssim=ev.min_ssim, rng=self.rng, method=ev.method, encode=self.encode,
                        original_hash=self.database[ref.index])
         return content.encode(result.image), True
 
@@ -376,8 +375,7 @@ class _AttackContext:
                 base = synthetic_image(rng, size)
                 aim = database[int(rng.integers(len(database)))]
                 result = collide(base, aim, self.hasher, radius=radius, max_queries=cfg.max_queries,
-                                 min_ssim=cfg.min_ssim, rng=rng, encode=self.encode,
-                                 method="whitebox" if cfg.method == "whitebox" else "blackbox")
+                                 min_ssim=cfg.min_ssim, rng=rng, method=cfg.method, encode=self.encode)
                 index = len(self.crafted)
                 self.crafted.append(result.image)
                 self.crafted_success.append(bool(result.success))

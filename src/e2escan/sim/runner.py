@@ -34,7 +34,6 @@ from ..metrics.run import (
     Attacks,
     Costs,
     PerImage,
-    Poisoning,
     PooledAccounts,
     PooledLeakage,
     PooledMetrics,
@@ -234,7 +233,8 @@ def aggregate(scenario: Scenario, summaries: Sequence[ReplicateSummary]) -> RunS
 
 
 def _attacks_summary(ms: Sequence[RunMetrics]) -> Attacks:
-    """Attack outcomes pooled over replicates: counts summed, rates from pooled counts (Wilson), settings as run."""
+    """Attack outcomes pooled over replicates: counts summed, rates from pooled counts (Wilson), and what is the
+    same in every replicate (an attack's settings, the database's size and poisoned entries) as run."""
     def rate(rates: list[Rate]) -> Rate:
         return Rate.of_proportion(proportion(sum(r.count for r in rates), sum(r.of for r in rates)))
 
@@ -247,13 +247,9 @@ def _attacks_summary(ms: Sequence[RunMetrics]) -> Attacks:
         collision=dataclasses.replace(co[0], crafted_images_sent=sum(c.crafted_images_sent for c in co),
                                       crafted_images_matching=rate([c.crafted_images_matching for c in co]),
                                       targets_flagged=rate([c.targets_flagged for c in co])) if co else None,
-        poisoning=Poisoning(
-            poison_entries=sum(p.poison_entries for p in po),
-            database_entries=sum(p.database_entries for p in po),
-            target_images_sent=sum(p.target_images_sent for p in po),
-            target_images_matching=rate([p.target_images_matching for p in po]),
-            holders_revealed=rate([p.holders_revealed for p in po]),
-        ) if po else None,
+        poisoning=dataclasses.replace(po[0], target_images_sent=sum(p.target_images_sent for p in po),
+                                      target_images_matching=rate([p.target_images_matching for p in po]),
+                                      holders_revealed=rate([p.holders_revealed for p in po])) if po else None,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..config import describe as describe_options
 from ..config import from_dict, invalid, load_toml, option, set_path, to_dict
@@ -18,6 +18,8 @@ from ..errors import ScenarioError
 from ..protocols import ProtocolParams
 
 SCENARIO_DIR_ENV = "E2ESCAN_SCENARIO_DIR"
+#: How an attack in a scenario searches (see :mod:`e2escan.attacks.evasion`).
+AttackMethod = Literal["blackbox", "whitebox"]
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,7 @@ class EvasionAttack:
     )
     max_queries: int = option(200, doc="hash computations the attacker may spend per image", range=(1, None))
     min_ssim: float = option(0.9, doc="image quality bound: SSIM with the original at least this", range=(0.0, 1.0))
-    method: str = option("blackbox", doc="'blackbox' (any hasher) or 'whitebox' (pHash, PDQ)", choices=("blackbox", "whitebox"))
+    method: AttackMethod = option("blackbox", doc="'blackbox' (any hasher) or 'whitebox' (pHash, PDQ)")
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ class CollisionAttack:
     images: int = option(3, doc="crafted images per target (each forwarded once on day 0)", range=(1, None))
     max_queries: int = option(500, doc="hash computations the attacker may spend per crafted image", range=(1, None))
     min_ssim: float = option(0.8, doc="SSIM of a crafted image with its innocent original, at least", range=(-1.0, 1.0))
-    method: str = option("blackbox", doc="'blackbox' or 'whitebox' (pHash, PDQ)", choices=("blackbox", "whitebox"))
+    method: AttackMethod = option("blackbox", doc="'blackbox' or 'whitebox' (pHash, PDQ)")
 
 
 @dataclass(frozen=True)
