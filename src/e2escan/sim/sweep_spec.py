@@ -47,6 +47,7 @@ import numpy as np
 
 from ..config import from_dict, invalid, load_toml, nonempty, option, show
 from ..errors import ConfigError, E2escanError
+from ..report.sweep_tables import table_cell
 from .runner import scenario_digest
 from .scenario import Scenario, resolve_scenario, shipped_scenarios_dir, validate_components
 
@@ -145,7 +146,7 @@ class SweepPoint:
     scenario: Scenario
 
     def label(self) -> str:
-        return ", ".join(f"{k}={display(v)}" for k, v in self.params.items())
+        return ", ".join(f"{k}={table_cell(v)}" for k, v in self.params.items())
 
 
 @dataclass(frozen=True)
@@ -317,10 +318,6 @@ def _points(base: Scenario, grid: list[tuple[str, tuple[Any, ...]]], samples: in
 def canonical(value: Any) -> str:
     """``value`` as canonical JSON (sorted keys): how swept values are compared and written in cells."""
     return json.dumps(value, sort_keys=True)
-
-
-def display(value: Any) -> Any:
-    return canonical(value) if isinstance(value, (list, dict)) else value
 
 
 def describe_params(params: dict[str, Any]) -> str:
